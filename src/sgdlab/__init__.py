@@ -1,1 +1,35 @@
-"""sgdlab."""
+"""sgdlab — measure, control and exploit the randomness of stochastic gradient descent.
+
+Flat public API::
+
+    import sgdlab
+    result = sgdlab.run("examples/quickstart.yaml", store="runs.duckdb")
+    steps, subopt = result.metric("suboptimality")      # [K, len(steps)]
+
+See ``docs/ARCHITECTURE.md`` for the layout.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from sgdlab.config import RunConfig, load_config
+from sgdlab.engine.result import RunResult
+from sgdlab.engine.runner import run
+from sgdlab.errors import ConfigError, SgdlabError, StoreError
+from sgdlab.rng import STREAM_NAMES, Streams
+from sgdlab.store import Store
+
+__all__ = [
+    "STREAM_NAMES",
+    "ConfigError",
+    "RunConfig",
+    "RunResult",
+    "SgdlabError",
+    "Store",
+    "StoreError",
+    "Streams",
+    "__version__",
+    "load_config",
+    "run",
+]

@@ -155,6 +155,14 @@ class Problem(ABC):
         :mod:`sgdlab.measure` (``loss_fn(model(x), y)`` with ``reduction="mean"``)."""
         raise NotImplementedError(f"problem {self.name!r} has no nn.Module view")
 
+    def to(self, device: torch.device | str) -> Problem:
+        """Move every tensor attribute (data, closed-form matrices) to ``device`` in place."""
+        device = torch.device(device)
+        for key, value in list(vars(self).items()):
+            if isinstance(value, Tensor) and value.device != device:
+                setattr(self, key, value.to(device))
+        return self
+
     def describe(self) -> dict:
         """JSON-able summary (name, d, N, which closed forms exist)."""
         return {

@@ -1,0 +1,200 @@
+"""Run configuration: a validated, hashable description of one experiment.
+
+A config is a dict (or YAML file) with these sections (see ``docs/config.md``)::
+
+    problem:   {name: logistic_regression, dataset: digits, l2: 1.0e-3}
+    optimizer: {name: sgd, lr: 0.1}          # any numeric hyperparameter may be a list
+    schedule:  {name: inverse_time, k: 0.01}  # optional, default constant
+    batch:     {size: 32, sampling: without_replacement}
+    clip:      {norm: 1.0}                    # optional: norm and/or value
+    chains: 64
+    steps: 2000
+    seed: 0
+    streams:   {off: [dropout], seeds: {sampling: 7}}   # optional
+    record:    {every: 20, objective: auto, average: false}
+    dtype: float32
+    device: cpu
+
+Errors are :class:`sgdlab.errors.ConfigError` naming the field (``batch.size``) with a fix;
+unknown keys get a "did you mean" suggestion.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from sgdlab.errors import ConfigError
+from sgdlab.rng import STREAM_NAMES
+
+
+def _format_loc(section: str, loc: tuple[Any, ...]) -> str:
+    parts = ([section] if section else []) + [str(p) for p in loc]
+    return ".".join(parts) or "config"
+
+
+def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel]:
+    """The nested pydantic model reached by following ``loc`` through ``model``'s fields."""
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        ann = getattr(field, "annotation", None)
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            break
+        model = ann
+    return model
+
+
+def validate_section(model: type[BaseModel], data: Any, section: str) -> Any:
+    """Validate ``data`` against ``model``; raise :class:`ConfigError` naming the first bad field.
+
+    Unknown keys are reported with the closest valid key as a suggestion.
+    """
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(section, f"must be a mapping of keys to values, got {data!r}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(err.get("loc", ()))
+        field = _format_loc(section, loc)
+        if err["type"] == "extra_forbidden":
+            key = str(loc[-1]) if loc else "?"
+            known = list(_model_at(model, loc[:-1]).model_fields)
+            hint = difflib.get_close_matches(key, known, n=1)
+            suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
+            raise ConfigError(
+                field, f"unknown key {key!r}{suggestion} (valid keys: {', '.join(known)})"
+            ) from None
+        msg = err.get("msg", "invalid value")
+        raise ConfigError(field, f"{msg} (got {err.get('input')!r})") from None
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NamedSection(BaseModel):
+    """A section with a ``name`` and free parameters validated by the named component."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+    def full(self) -> dict[str, Any]:
+        return {"name": self.name, **self.params()}
+
+
+class BatchConfig(_Section):
+    size: int | None = Field(32, gt=0, description="minibatch size b (ignored by 'full')")
+    sampling: Literal["with_replacement", "without_replacement", "full", "stream"] = Field(
+        "without_replacement", description="how minibatches are drawn"
+    )
+
+
+class ClipConfig(_Section):
+    norm: float | None = Field(None, gt=0, description="clip each chain's gradient to this L2 norm")
+    value: float | None = Field(None, gt=0, description="clip each coordinate to ±value")
+
+
+class StreamsConfig(_Section):
+    off: list[str] = Field(default_factory=list, description="random sources turned off")
+    seeds: dict[str, int] = Field(default_factory=dict, description="per-stream seed overrides")
+
+    @field_validator("off")
+    @classmethod
+    def _known_off(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if name not in STREAM_NAMES:
+                raise ValueError(f"unknown stream {name!r}; streams: {', '.join(STREAM_NAMES)}")
+        return v
+
+    @field_validator("seeds")
+    @classmethod
+    def _known_seeds(cls, v: dict[str, int]) -> dict[str, int]:
+        for name in v:
+            if name not in STREAM_NAMES:
+                raise ValueError(f"unknown stream {name!r}; streams: {', '.join(STREAM_NAMES)}")
+        return v
+
+
+class RecordConfig(_Section):
+    every: int = Field(10, gt=0, description="record metrics every this many steps")
+    objective: bool | Literal["auto"] = Field(
+        "auto", description="record the full objective F(w) (auto: when affordable)"
+    )
+    average: bool = Field(False, description="also record the Polyak–Ruppert averaged iterate")
+    average_start: int = Field(0, ge=0, description="first step included in the average")
+    noise: bool = Field(False, description="record gradient-noise statistics of each chain")
+
+
+class RunConfig(_Section):
+    """The validated configuration of one run (see module docstring)."""
+
+    name: str | None = Field(None, description="optional human label")
+    problem: NamedSection
+    optimizer: NamedSection = Field(default_factory=lambda: NamedSection(name="sgd", lr=0.01))
+    schedule: NamedSection = Field(default_factory=lambda: NamedSection(name="constant"))
+    batch: BatchConfig = Field(default_factory=BatchConfig)
+    clip: ClipConfig = Field(default_factory=ClipConfig)
+    chains: int = Field(16, gt=0, description="number of independent chains K")
+    first_chain: int = Field(
+        0, ge=0, description="index of the first chain (chain k draws the same numbers in any run)"
+    )
+    steps: int = Field(1000, gt=0, description="number of SGD steps T")
+    seed: int | None = Field(0, ge=0, description="root seed of all random streams")
+    streams: StreamsConfig = Field(default_factory=StreamsConfig)
+    record: RecordConfig = Field(default_factory=RecordConfig)
+    dtype: Literal["float32", "float64"] = "float32"
+    device: str = Field("cpu", description="torch device, e.g. cpu or cuda")
+
+    def canonical(self) -> dict[str, Any]:
+        """JSON-able dict with defaults filled in (what is hashed and stored)."""
+        data = self.model_dump(mode="json", exclude={"name"})
+        for key in ("problem", "optimizer", "schedule"):
+            data[key] = getattr(self, key).full()
+        return data
+
+    def hash(self) -> str:
+        """Stable SHA-256 (16 hex digits) of :meth:`canonical`: equal configs, equal hashes."""
+        blob = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+_SECTION_KEYS = list(RunConfig.model_fields)
+
+
+def load_config(source: RunConfig | dict[str, Any] | str | Path) -> RunConfig:
+    """Turn a dict, a YAML path or a :class:`RunConfig` into a validated :class:`RunConfig`."""
+    if isinstance(source, RunConfig):
+        return source
+    if isinstance(source, str | Path):
+        path = Path(source)
+        if not path.exists():
+            raise ConfigError("config", f"file {str(path)!r} does not exist")
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError("config", f"{path} is not valid YAML: {exc}") from None
+    else:
+        data = source
+    if not isinstance(data, dict):
+        raise ConfigError("config", "must be a mapping with at least a 'problem' section")
+    if "problem" not in data:
+        raise ConfigError("problem", "missing: give at least problem: {name: ...}")
+    for section in ("problem", "optimizer", "schedule"):
+        value = data.get(section)
+        if isinstance(value, str):
+            data = {**data, section: {"name": value}}
+        elif value is not None and (not isinstance(value, dict) or "name" not in value):
+            raise ConfigError(section, "must be a mapping with a 'name' key")
+    return validate_section(RunConfig, data, "")

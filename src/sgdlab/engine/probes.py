@@ -1,0 +1,70 @@
+"""Probes: what the engine records on its cadence.
+
+Every probe is evaluated at the iterate w_t *before* update t (so step 0 is the initial
+point), plus the final iterate w_T at step T:
+
+* ``loss`` — minibatch loss (1/b) Σ f(w_t; ξ_i) of the batch used at step t;
+* ``grad_norm`` — ‖g_t‖₂ of that minibatch gradient (before clipping);
+* ``lr`` — η_t of each chain;
+* ``objective`` — F(w_t) (closed form, or the full-data mean) when affordable;
+* ``suboptimality`` — F(w_t) − F* where F* is known;
+* ``dist_to_opt`` — ‖w_t − w*‖₂ where w* is known;
+* ``avg_objective`` / ``avg_suboptimality`` — the same for the Polyak–Ruppert average
+  w̄_t = mean of w_s for average_start ≤ s ≤ t, when ``record.average`` is on.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from sgdlab.problems.base import Problem
+
+
+class Recorder:
+    """Accumulates ``[K]`` vectors per metric name at recorded steps."""
+
+    def __init__(self) -> None:
+        self._steps: dict[str, list[int]] = {}
+        self._values: dict[str, list[Tensor]] = {}
+
+    def add(self, name: str, step: int, values: Tensor, dead: Tensor | None = None) -> None:
+        v = values.detach().to(torch.float64).cpu()
+        if dead is not None and bool(dead.any()):
+            v = torch.where(dead.cpu(), torch.full_like(v, float("nan")), v)
+        self._steps.setdefault(name, []).append(step)
+        self._values.setdefault(name, []).append(v)
+
+    def result(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        return {
+            name: (
+                np.asarray(self._steps[name], dtype=np.int64),
+                torch.stack(vals, dim=1).numpy(),
+            )
+            for name, vals in self._values.items()
+        }
+
+
+class ObjectiveProbe:
+    """Full-objective probes (objective, suboptimality, distance) for one problem."""
+
+    def __init__(self, problem: Problem, enabled: bool) -> None:
+        self.problem = problem
+        self.enabled = enabled
+        self.f_star = problem.f_star if enabled else None
+        w_star = problem.w_star
+        self.w_star = w_star
+
+    def record(
+        self, rec: Recorder, step: int, W: Tensor, dead: Tensor, prefix: str = ""
+    ) -> None:
+        with torch.no_grad():
+            if self.enabled:
+                f = self.problem.objective(W)
+                rec.add(prefix + "objective", step, f, dead)
+                if self.f_star is not None:
+                    rec.add(prefix + "suboptimality", step, f - self.f_star, dead)
+            if self.w_star is not None and not prefix:
+                dist = torch.linalg.vector_norm(W - self.w_star.to(W), dim=1)
+                rec.add("dist_to_opt", step, dist, dead)

@@ -1,0 +1,98 @@
+"""Per-chain random draws, handed out one step at a time for all chains.
+
+Each chain owns its own ``torch.Generator`` (from :class:`sgdlab.rng.Streams`), so chain
+``k`` draws exactly the same numbers whether it runs alone or in an ensemble of any size.
+To avoid a Python loop over chains at every step, each chain draws a *block* of ``M`` steps
+at once; the blocks of all chains are stacked and then sliced one step at a time. ``M``
+depends only on the per-chain size of one step's draw (never on the number of chains), so
+the sequence of generator calls — hence every number — is independent of ``K``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+#: upper bound on the number of elements one chain draws per block
+BLOCK_ELEMENTS = 1 << 16
+#: upper bound on the number of steps in one block
+MAX_BLOCK_STEPS = 64
+
+
+def block_steps(elements_per_step: int) -> int:
+    """Steps per block for a draw of ``elements_per_step`` elements per chain and step."""
+    return max(1, min(MAX_BLOCK_STEPS, BLOCK_ELEMENTS // max(1, elements_per_step)))
+
+
+Draw = Callable[[torch.Generator], tuple[Tensor, ...]]
+
+
+class ChainDraws:
+    """Stacked per-chain blocks of draws.
+
+    Args:
+        generators: one generator per chain.
+        draw: ``draw(generator) -> (t1, t2, ...)``, each of shape ``[M, ...]`` (one block of
+            ``M`` steps for one chain; ``M`` must be the same on every call).
+        device: where the stacked tensors live.
+
+    ``next()`` returns a tuple of tensors of shape ``[K, ...]`` for the next step.
+    """
+
+    def __init__(
+        self,
+        generators: Sequence[torch.Generator],
+        draw: Draw,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        self.generators = list(generators)
+        self.draw = draw
+        self.device = torch.device(device)
+        self._block: tuple[Tensor, ...] | None = None
+        self._pos = 0
+        self._len = 0
+
+    def _refill(self) -> None:
+        parts = [self.draw(g) for g in self.generators]
+        self._block = tuple(
+            torch.stack([p[i] for p in parts]).to(self.device) for i in range(len(parts[0]))
+        )
+        self._len = self._block[0].shape[1]
+        self._pos = 0
+
+    def next(self) -> tuple[Tensor, ...]:
+        if self._block is None or self._pos >= self._len:
+            self._refill()
+        assert self._block is not None
+        out = tuple(t[:, self._pos] for t in self._block)
+        self._pos += 1
+        return out
+
+
+def uniform_draws(
+    generators: Sequence[torch.Generator],
+    shape: tuple[int, ...],
+    dtype: torch.dtype,
+    device: torch.device | str = "cpu",
+    kind: str = "uniform",
+) -> ChainDraws:
+    """Per-step draws of ``shape`` per chain: ``U[0,1)`` (``kind="uniform"``) or ``N(0,1)``."""
+    numel = 1
+    for s in shape:
+        numel *= s
+    m = block_steps(numel)
+    if kind == "uniform":
+
+        def draw(g: torch.Generator) -> tuple[Tensor, ...]:
+            return (torch.rand((m, *shape), generator=g, dtype=dtype),)
+
+    elif kind == "normal":
+
+        def draw(g: torch.Generator) -> tuple[Tensor, ...]:
+            return (torch.randn((m, *shape), generator=g, dtype=dtype),)
+
+    else:
+        raise ValueError(f"unknown draw kind {kind!r}: use 'uniform' or 'normal'")
+    return ChainDraws(generators, draw, device)

@@ -1,0 +1,113 @@
+"""DuckDB store: round trip, prefixes, transactions (a killed run is never complete)."""
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+import sgdlab
+from sgdlab.store import Store
+
+
+def cfg(**over):
+    c = {
+        "problem": {"name": "quadratic", "dim": 3},
+        "optimizer": {"name": "sgd", "lr": 0.1},
+        "batch": {"size": 4, "sampling": "stream"},
+        "chains": 5,
+        "steps": 40,
+        "record": {"every": 10, "average": True},
+        "dtype": "float64",
+    }
+    c.update(over)
+    return c
+
+
+def test_round_trip(tmp_path):
+    path = tmp_path / "s.duckdb"
+    res = sgdlab.run(cfg(), store=path, name="hello")
+    with Store(path, read_only=True) as db:
+        info = db.run(res.run_id[:6])
+        assert info["status"] == "complete" and info["name"] == "hello"
+        assert info["config_hash"] == res.config_hash
+        assert info["seed_entropy"] == res.seed_entropy
+        assert info["torch_version"] == torch.__version__
+        for name in res.metric_names():
+            steps, values = db.metric(res.run_id, name)
+            np.testing.assert_array_equal(steps, res.metric(name)[0])
+            np.testing.assert_array_equal(values, res.metric(name)[1])
+        np.testing.assert_array_equal(db.params(res.run_id), res.final_params.numpy())
+        np.testing.assert_array_equal(db.params(res.run_id, "average"),
+                                      res.average_params.numpy())
+        assert db.find_complete(res.config_hash) == res.run_id
+
+
+def test_unknown_run_and_ambiguous(tmp_path):
+    path = tmp_path / "s.duckdb"
+    sgdlab.run(cfg(steps=2), store=path)
+    sgdlab.run(cfg(steps=2), store=path)
+    with Store(path, read_only=True) as db:
+        with pytest.raises(sgdlab.StoreError, match="no run"):
+            db.run("zzzz")
+        with pytest.raises(sgdlab.StoreError, match="ambiguous"):
+            db.resolve("")
+
+
+def test_missing_store_read_only(tmp_path):
+    with pytest.raises(sgdlab.StoreError, match="no results store"):
+        Store(tmp_path / "none.duckdb", read_only=True)
+
+
+def _run_and_die(path, where):
+    """Run in a subprocess that kills itself with SIGKILL at ``where``."""
+    code = textwrap.dedent(f"""
+        import os, signal, sgdlab
+        from sgdlab.store import Store
+        where = {where!r}
+        if where == "commit":
+            orig = Store._insert_metrics
+            def dying(self, *a, **k):
+                orig(self, *a, **k)
+                os.kill(os.getpid(), signal.SIGKILL)
+            Store._insert_metrics = dying
+        def progress(step, total):
+            if where == "loop" and step >= 20:
+                os.kill(os.getpid(), signal.SIGKILL)
+        sgdlab.run({cfg()!r}, store={str(path)!r}, progress=progress)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120)
+    assert proc.returncode == -9, proc.stderr.decode()
+
+
+@pytest.mark.parametrize("where", ["loop", "commit"])
+def test_killed_run_is_never_complete_and_others_intact(tmp_path, where):
+    path = tmp_path / "s.duckdb"
+    done = sgdlab.run(cfg(), store=path)
+    _run_and_die(path, where)
+    with Store(path) as db:
+        rows = {r["run_id"]: r["status"] for r in db.runs()}
+        assert rows[done.run_id] == "complete"
+        killed = [rid for rid, st in rows.items() if rid != done.run_id]
+        assert len(killed) == 1 and rows[killed[0]] == "running"
+        n = db.con.execute("SELECT count(*) FROM metrics WHERE run_id = ?", killed).fetchone()[0]
+        assert n == 0
+        np.testing.assert_array_equal(db.metric(done.run_id, "loss")[1],
+                                      done.metric("loss")[1])
+
+
+def test_failed_run_marked(tmp_path, monkeypatch):
+    path = tmp_path / "s.duckdb"
+    import sgdlab.engine.runner as runner
+
+    def boom(plan, progress=None):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(runner, "execute", boom)
+    with pytest.raises(RuntimeError):
+        sgdlab.run(cfg(), store=path)
+    with Store(path, read_only=True) as db:
+        (row,) = db.runs()
+        assert row["status"] == "failed" and "boom" in row["error"]
