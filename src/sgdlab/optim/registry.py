@@ -1,0 +1,192 @@
+"""Registries of update rules and schedules, and the builders from config sections.
+
+* ``build_optimizer(section, chains, dtype, device)`` → ``(rule, lr0 [K])``;
+* ``build_schedule(section, total_steps)`` → a :class:`~sgdlab.optim.Schedule`.
+
+Errors are :class:`~sgdlab.errors.ConfigError` naming ``optimizer.<key>`` / ``schedule.<key>``,
+with a "did you mean" suggestion for unknown names and keys.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from sgdlab.errors import ConfigError
+from sgdlab.optim.adaptive import Adam, RMSprop
+from sgdlab.optim.base import UpdateRule
+from sgdlab.optim.perchain import per_chain
+from sgdlab.optim.rules import SGD, SGLD, Momentum, Nesterov
+from sgdlab.optim.schedule_base import Schedule, Warmup
+from sgdlab.optim.schedules import (
+    BetaGamma,
+    Constant,
+    Cosine,
+    Exponential,
+    InverseSqrt,
+    InverseTime,
+    Polynomial,
+    Step,
+)
+
+__all__ = [
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "build_optimizer",
+    "build_schedule",
+    "optimizer_class",
+    "schedule_class",
+]
+
+#: name → rule class; each class has ``Params`` (its pydantic model) and the dataclass fields
+#: named like the ``Params`` fields (except ``lr``, which the engine applies).
+OPTIMIZERS: dict[str, type] = {
+    cls.name: cls for cls in (SGD, Momentum, Nesterov, Adam, RMSprop, SGLD)
+}
+
+#: name → schedule class; each has ``Params`` (fields = constructor arguments + ``warmup``).
+SCHEDULES: dict[str, type[Schedule]] = {
+    cls.name: cls
+    for cls in (
+        Constant,
+        InverseTime,
+        InverseSqrt,
+        Step,
+        Exponential,
+        Cosine,
+        Polynomial,
+        BetaGamma,
+    )
+}
+
+# Range checks of the per-chain numeric fields (keyword arguments of ``per_chain``).
+_BOUNDS: dict[str, dict[str, Any]] = {
+    "lr": {"positive": True},
+    "weight_decay": {"nonneg": True},
+    "momentum": {"nonneg": True, "below": 1.0},
+    "beta1": {"nonneg": True, "below": 1.0},
+    "beta2": {"nonneg": True, "below": 1.0},
+    "alpha": {"nonneg": True, "below": 1.0},
+    "eps": {"positive": True},
+    "temperature": {"nonneg": True},
+}
+
+
+def unknown_name(kind: str, section: str, name: object, known: dict[str, Any]) -> ConfigError:
+    """A :class:`ConfigError` for an unknown component name, with a difflib suggestion."""
+    hint = difflib.get_close_matches(str(name), known, n=1)
+    extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+    return ConfigError(
+        f"{section}.name", f"unknown {kind} {name!r}{extra}; built-in: {', '.join(known)}"
+    )
+
+
+def optimizer_class(name: str) -> type:
+    """The rule class registered as ``name``; a :class:`ConfigError` with a suggestion otherwise."""
+    if name not in OPTIMIZERS:
+        raise unknown_name("optimizer", "optimizer", name, OPTIMIZERS)
+    return OPTIMIZERS[name]
+
+
+def build_optimizer(
+    params: dict[str, Any],
+    chains: int,
+    dtype: torch.dtype = torch.float64,
+    device: str | torch.device = "cpu",
+) -> tuple[UpdateRule, Tensor]:
+    """Validate an ``optimizer`` config section and build the rule for ``chains`` chains.
+
+    Args:
+        params: ``{"name": ..., "lr": ..., <hyperparameters>}``; every numeric value may be a
+            list whose length divides ``chains`` (see :func:`~sgdlab.optim.per_chain`).
+        chains: number of chains K.
+        dtype: dtype of the per-chain tensors (that of the parameters).
+        device: their device.
+
+    Returns:
+        ``(rule, lr0)``: the update rule, with ``Tensor[K]`` hyperparameters, and the base
+        learning rate of every chain ``lr0 [K]`` (the engine uses η_t = lr0 · s(t)).
+
+    Raises:
+        ConfigError: with field ``optimizer.<key>``.
+
+    Example:
+        >>> rule, lr0 = build_optimizer({"name": "momentum", "lr": [0.1, 0.2]}, 4)
+        >>> rule.name, lr0.tolist(), rule.momentum.tolist()
+        ('momentum', [0.1, 0.1, 0.2, 0.2], [0.9, 0.9, 0.9, 0.9])
+    """
+    from sgdlab.config import validate_section
+
+    if not isinstance(params, dict):
+        raise ConfigError("optimizer", f"must be a mapping with a 'name' key, got {params!r}")
+    data = dict(params)
+    if "name" not in data:
+        raise ConfigError("optimizer.name", f"missing: choose one of {', '.join(OPTIMIZERS)}")
+    cls = optimizer_class(data.pop("name"))
+    validated = validate_section(cls.Params, data, "optimizer")
+    kwargs: dict[str, Any] = {}
+    lr0 = torch.empty(0)
+    for key in type(validated).model_fields:
+        value = getattr(validated, key)
+        if isinstance(value, bool):
+            kwargs[key] = value
+            continue
+        vec = per_chain(
+            value, chains, f"optimizer.{key}", dtype=dtype, device=device, **_BOUNDS.get(key, {})
+        )
+        if key == "lr":
+            lr0 = vec
+        else:
+            kwargs[key] = vec
+    return cls(**kwargs), lr0
+
+
+def schedule_class(name: str) -> type[Schedule]:
+    """The schedule registered as ``name``; a :class:`ConfigError` with a suggestion otherwise."""
+    if name not in SCHEDULES:
+        raise unknown_name("schedule", "schedule", name, SCHEDULES)
+    return SCHEDULES[name]
+
+
+def build_schedule(params: dict[str, Any] | None, total_steps: int) -> Schedule:
+    """Validate a ``schedule`` config section and build the schedule.
+
+    Args:
+        params: ``{"name": ..., <parameters>, "warmup": W}``; ``None`` or ``{}`` is constant.
+        total_steps: the run's number of steps (default cosine horizon: ``total_steps − W``).
+
+    Returns:
+        The schedule ``s(t)``, wrapped in :class:`~sgdlab.optim.Warmup` when ``W > 0``.
+
+    Raises:
+        ConfigError: with field ``schedule.<key>``.
+
+    Example:
+        >>> s = build_schedule({"name": "inverse_time", "k": 0.5}, 100)
+        >>> s(2)
+        0.5
+    """
+    from sgdlab.config import validate_section
+
+    if params is None:
+        params = {"name": "constant"}
+    if not isinstance(params, dict):
+        raise ConfigError("schedule", f"must be a mapping with a 'name' key, got {params!r}")
+    data = dict(params)
+    cls = schedule_class(data.pop("name", "constant"))
+    validated = validate_section(cls.Params, data, "schedule")
+    kwargs = validated.model_dump(exclude={"warmup"})
+    warmup = validated.warmup
+    if cls is Cosine and kwargs["horizon"] is None:
+        if total_steps - warmup < 1:
+            raise ConfigError(
+                "schedule.warmup",
+                f"warmup of {warmup} steps leaves no steps of a {total_steps}-step run for the "
+                "cosine: shorten the warmup or set schedule.horizon",
+            )
+        kwargs["horizon"] = total_steps - warmup
+    schedule = cls(**kwargs)
+    return Warmup(schedule, warmup) if warmup > 0 else schedule
