@@ -1,0 +1,141 @@
+"""Closed forms every sgdlab study compares its measurements to.
+
+Pure numpy/scipy functions, one topic per module:
+
+* :mod:`~sgdlab.theory.noise_floor` — constant-step SGD on a quadratic: exact stationary
+  covariance (discrete Lyapunov), noise floor, exact transient, heavy-ball momentum, the
+  Bottou–Curtis–Nocedal Theorem 4.6 bound.
+* :mod:`~sgdlab.theory.rates` — BCN Theorem 4.7 (O(1/k)), exact expected suboptimality
+  under any schedule, averaged SGD (O(1/√T)), GD's linear rate, log-log and geometric fits.
+* :mod:`~sgdlab.theory.langevin` — Gibbs density, OU covariance, Kramers rate, exact mean
+  first-passage time, SGD temperature, Laplace (flat-minimum) occupancy ratio.
+* :mod:`~sgdlab.theory.batch_size` — minibatch variance, noise scales, critical batch size,
+  learning-rate scaling rules.
+* :mod:`~sgdlab.theory.escape` — strict-saddle escape times of GD and SGD.
+
+Conventions (stated again in each module): mean-reduced loss; minibatch gradient noise
+covariance C/b with replacement, C/b·(N − b)/(N − 1) without; temperature of
+dw = −∇F dt + √(2T) dW (density ∝ exp(−F/T)), SGD T ≈ ησ²/(2b); momentum m: η/(1 − m).
+"""
+
+from sgdlab.theory._common import finite_population_factor
+from sgdlab.theory.batch_size import (
+    b_noise,
+    b_simple,
+    critical_batch_size,
+    eps_max,
+    examples_to_target,
+    expected_improvement,
+    minibatch_noise_trace,
+    optimal_improvement,
+    optimal_step,
+    scale_learning_rate,
+    steps_to_target,
+    tradeoff_residual,
+)
+from sgdlab.theory.escape import (
+    gd_saddle_escape_steps,
+    saddle_unstable_second_moment,
+    sgd_saddle_escape_steps,
+)
+from sgdlab.theory.langevin import (
+    GibbsDensity,
+    gibbs_density,
+    kramers_rate,
+    laplace_occupancy_ratio,
+    mean_first_passage_time,
+    ou_isotropic_covariance,
+    ou_stationary_covariance,
+    sgd_sde_covariance,
+    sgd_temperature,
+)
+from sgdlab.theory.noise_floor import (
+    BCNConstants,
+    bcn_constants_quadratic,
+    bcn_fixed_step_bound,
+    bcn_fixed_step_limit,
+    momentum_stationary_covariance,
+    momentum_stationary_excess_loss,
+    momentum_stationary_excess_loss_eig,
+    sgd_stationary_covariance,
+    sgd_stationary_excess_loss,
+    sgd_stationary_excess_loss_eig,
+    sgd_stationary_variance_eig,
+    sgd_transient_excess_loss,
+    sgd_transient_excess_loss_eig,
+    small_eta_noise_floor,
+    stability_threshold,
+)
+from sgdlab.theory.rates import (
+    RateFit,
+    SlopeFit,
+    averaged_sgd_bound,
+    averaged_sgd_optimal_constant_step,
+    bcn_diminishing_bound,
+    bcn_diminishing_nu,
+    bcn_diminishing_schedule,
+    expected_suboptimality_averaged_quadratic,
+    expected_suboptimality_quadratic,
+    fit_geometric_rate,
+    fit_loglog_slope,
+    gd_contraction_factor,
+    gd_quadratic_bound,
+    gd_strongly_convex_bound,
+)
+
+__all__ = [
+    "BCNConstants",
+    "GibbsDensity",
+    "RateFit",
+    "SlopeFit",
+    "averaged_sgd_bound",
+    "averaged_sgd_optimal_constant_step",
+    "b_noise",
+    "b_simple",
+    "bcn_constants_quadratic",
+    "bcn_diminishing_bound",
+    "bcn_diminishing_nu",
+    "bcn_diminishing_schedule",
+    "bcn_fixed_step_bound",
+    "bcn_fixed_step_limit",
+    "critical_batch_size",
+    "eps_max",
+    "examples_to_target",
+    "expected_improvement",
+    "expected_suboptimality_averaged_quadratic",
+    "expected_suboptimality_quadratic",
+    "finite_population_factor",
+    "fit_geometric_rate",
+    "fit_loglog_slope",
+    "gd_contraction_factor",
+    "gd_quadratic_bound",
+    "gd_saddle_escape_steps",
+    "gd_strongly_convex_bound",
+    "gibbs_density",
+    "kramers_rate",
+    "laplace_occupancy_ratio",
+    "mean_first_passage_time",
+    "minibatch_noise_trace",
+    "momentum_stationary_covariance",
+    "momentum_stationary_excess_loss",
+    "momentum_stationary_excess_loss_eig",
+    "optimal_improvement",
+    "optimal_step",
+    "ou_isotropic_covariance",
+    "ou_stationary_covariance",
+    "saddle_unstable_second_moment",
+    "scale_learning_rate",
+    "sgd_saddle_escape_steps",
+    "sgd_sde_covariance",
+    "sgd_stationary_covariance",
+    "sgd_stationary_excess_loss",
+    "sgd_stationary_excess_loss_eig",
+    "sgd_stationary_variance_eig",
+    "sgd_temperature",
+    "sgd_transient_excess_loss",
+    "sgd_transient_excess_loss_eig",
+    "small_eta_noise_floor",
+    "stability_threshold",
+    "steps_to_target",
+    "tradeoff_residual",
+]
