@@ -17,12 +17,14 @@ from sgdlab.config import RunConfig, load_config
 from sgdlab.engine.result import RunResult
 from sgdlab.engine.runner import run
 from sgdlab.errors import ConfigError, SgdlabError, StoreError
+from sgdlab.monitor import Monitor
 from sgdlab.rng import STREAM_NAMES, Streams
 from sgdlab.store import Store
 
 __all__ = [
     "STREAM_NAMES",
     "ConfigError",
+    "Monitor",
     "RunConfig",
     "RunResult",
     "SgdlabError",

@@ -10,7 +10,28 @@ import importlib
 from typing import Any
 
 #: public name -> submodule of sgdlab.measure that defines it
-_EXPORTS: dict[str, str] = {}
+_EXPORTS: dict[str, str] = {
+    # gradient noise (per-sample statistics without per-sample backward passes)
+    "PerSampleStats": "per_sample",
+    "per_sample_stats": "per_sample",
+    "per_sample_grads": "per_sample",
+    "stats_from_grads": "per_sample",
+    "NoiseStats": "gradient_noise",
+    "LayerNoise": "gradient_noise",
+    "gradient_noise": "gradient_noise",
+    "NoiseScaleEstimator": "noise_scale",
+    "NoiseScaleState": "noise_scale",
+    "two_batch_estimates": "noise_scale",
+    "trace_h_sigma": "noise_scale",
+    "b_noise": "noise_scale",
+    "temperature": "temperature",
+    "TemperatureResult": "temperature",
+    "sgd_stationary_variance_1d": "temperature",
+    "unbiasedness_test": "checks",
+    "UnbiasednessResult": "checks",
+    "gradcheck": "checks",
+    "GradcheckResult": "checks",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -56,17 +56,19 @@ class ChainDraws:
 
     def _refill(self) -> None:
         parts = [self.draw(g) for g in self.generators]
+        # stored step-major, [M, K, ...], so that each step's slice is contiguous
         self._block = tuple(
-            torch.stack([p[i] for p in parts]).to(self.device) for i in range(len(parts[0]))
+            torch.stack([p[i] for p in parts], dim=1).to(self.device)
+            for i in range(len(parts[0]))
         )
-        self._len = self._block[0].shape[1]
+        self._len = self._block[0].shape[0]
         self._pos = 0
 
     def next(self) -> tuple[Tensor, ...]:
         if self._block is None or self._pos >= self._len:
             self._refill()
         assert self._block is not None
-        out = tuple(t[:, self._pos] for t in self._block)
+        out = tuple(t[self._pos] for t in self._block)
         self._pos += 1
         return out
 

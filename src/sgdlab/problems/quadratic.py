@@ -36,9 +36,11 @@ class QuadraticParams(ProblemParams):
     eigenvalues: list[float] | None = Field(None, description="Hessian spectrum (overrides mu, L)")
     mu: float = Field(0.1, gt=0, description="smallest Hessian eigenvalue")
     L: float = Field(1.0, gt=0, description="largest Hessian eigenvalue")
-    spacing: Literal["log", "linear"] = "log"
+    spacing: Literal["log", "linear"] = Field("log", description="how eigenvalues fill [mu, L]")
     rotate: bool = Field(False, description="random eigenbasis (data stream) instead of identity")
-    noise: Literal["isotropic", "hessian", "diagonal"] = "isotropic"
+    noise: Literal["isotropic", "hessian", "diagonal"] = Field(
+        "isotropic", description="noise covariance C: σ²I, σ²A or diag(σ²·noise_diag)"
+    )
     noise_std: float = Field(1.0, ge=0, description="σ, scale of the per-sample gradient noise")
     noise_diag: list[float] | None = Field(None, description="per-coordinate variances (diagonal)")
     n: int | None = Field(None, gt=1, description="finite number of samples; None = population")

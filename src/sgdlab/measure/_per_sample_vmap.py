@@ -1,0 +1,86 @@
+"""vmap fallback and shared helpers of :mod:`sgdlab.measure.per_sample` (private).
+
+The fallback computes per-sample gradients g_i = ∇ℓ_i with ``torch.func``:
+``vmap(grad(ℓ))`` over samples, where ℓ(params, x_i, y_i) = loss_fn(functional_call(model,
+params, x_i[None]), y_i[None]) is the mean loss of a batch of one, so no rescaling is needed.
+Samples are processed in chunks to bound the memory of the materialized gradients.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, grad, vmap
+
+from sgdlab.measure import _per_sample_layers as L
+
+Inputs = Tensor | tuple[Tensor, ...]
+LossFn = Callable[..., Tensor]
+
+
+def as_tuple(inputs: Inputs) -> tuple[Tensor, ...]:
+    return tuple(inputs) if isinstance(inputs, tuple | list) else (inputs,)
+
+
+def call_loss(model: nn.Module, loss_fn: LossFn, x: tuple[Tensor, ...], y: Tensor | None):
+    out = model(*x)
+    return loss_fn(out) if y is None else loss_fn(out, y)
+
+
+def trainable(model: nn.Module) -> dict[str, Tensor]:
+    return {k: p for k, p in model.named_parameters() if p.requires_grad}
+
+
+def check_no_train_batchnorm(model: nn.Module) -> None:
+    for name, m in model.named_modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training:
+            raise ValueError(
+                f"module {name!r} is a BatchNorm in train mode: samples interact, per-sample "
+                "gradients are undefined; measure in eval mode (mode='eval')"
+            )
+
+
+def vmap_grads(
+    model: nn.Module,
+    loss_fn: LossFn,
+    x: tuple[Tensor, ...],
+    y: Tensor | None,
+    names: list[str],
+) -> dict[str, Tensor]:
+    """Per-sample gradients ``[c, *shape]`` of the parameters ``names`` by vmap(grad)."""
+    params = dict(model.named_parameters())
+    buffers = dict(model.named_buffers())
+    const = {k: v.detach() for k, v in params.items() if k not in names}
+    free = {k: params[k].detach() for k in names}
+
+    def loss_one(p: dict[str, Tensor], xi: tuple[Tensor, ...], yi: Tensor | None) -> Tensor:
+        xs = tuple(t.unsqueeze(0) for t in xi)
+        out = functional_call(model, ({**const, **p}, buffers), xs)
+        return loss_fn(out) if yi is None else loss_fn(out, yi.unsqueeze(0))
+
+    y_dim = None if y is None else 0
+    fn = vmap(grad(loss_one), in_dims=(None, 0, y_dim), randomness="different")
+    return fn(free, x, y)
+
+
+def fallback_stats(model, loss_fn, x, y, names, ref, chunk_size) -> tuple[dict, dict, dict | None]:
+    n = x[0].shape[0]
+    numel = sum(dict(model.named_parameters())[k].numel() for k in names)
+    chunk = chunk_size or max(1, L.DEFAULT_BUDGET // max(1, numel))
+    sq: dict[str, Tensor] = {}
+    norm: dict[str, list[Tensor]] = {k: [] for k in names}
+    dot: dict[str, list[Tensor]] | None = None if ref is None else {k: [] for k in names}
+    for s in range(0, n, chunk):
+        xs = tuple(t[s : s + chunk] for t in x)
+        ys = None if y is None else y[s : s + chunk]
+        G = vmap_grads(model, loss_fn, xs, ys, names)
+        for k, g in G.items():
+            g2 = g * g
+            sq[k] = sq[k] + g2.sum(0) if k in sq else g2.sum(0)
+            norm[k].append(g2.flatten(1).sum(1))
+            if dot is not None:
+                dot[k].append(g.flatten(1) @ ref[k].reshape(-1).to(g))
+    cat = lambda d: {k: torch.cat(v) for k, v in d.items()}  # noqa: E731
+    return sq, cat(norm), None if dot is None else cat(dot)
