@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from sgdlab.measure.gradient_noise import gradient_noise
+from sgdlab.measure.noise_stats import gradient_noise
 from sgdlab.measure.per_sample import per_sample_grads
 from sgdlab.problems.quadratic import Quadratic, QuadraticParams
 from sgdlab.rng import Streams

@@ -219,3 +219,23 @@ def test_tuple_inputs_no_targets_unused_and_padding_modes() -> None:
     assert_match(fast, ref)
     m = fast.method
     assert m["c1.weight"] == "conv" and m["c2.weight"] == "vmap" and m["unused.bias"] == "unused"
+
+
+def test_loss_reading_model_parameters_is_differentiated_per_sample():
+    """A loss with an L2 penalty on the model's own weights (a closure over the model): the
+    fallback must differentiate the penalty per sample too, so the statistics match the loop."""
+    from sgdlab.measure import gradient_noise, per_sample_grads
+
+    torch.manual_seed(0)  # test-side only
+    model = nn.Linear(4, 3).double()
+
+    def penalized(out, y):
+        return nn.functional.cross_entropy(out, y) + 0.05 * (model.weight**2).sum()
+
+    x = torch.randn(12, 4, dtype=torch.float64)
+    y = torch.randint(0, 3, (12,))
+    loop = per_sample_grads(model, penalized, x, y, method="loop")
+    flat = torch.cat([g.reshape(12, -1) for g in loop.values()], dim=1)
+    stats = gradient_noise(model, penalized, x, y)
+    assert abs(stats.trace_cov - float(flat.var(0).sum())) < 1e-9 * float(flat.var(0).sum())
+    assert abs(stats.grad_norm_sq - float(flat.mean(0).pow(2).sum())) < 1e-9 * stats.grad_norm_sq

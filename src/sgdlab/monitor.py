@@ -14,12 +14,12 @@ What it records (step t counts calls to :meth:`Monitor.step`):
   (‖∇L‖₂ read from the parameters' ``.grad``, i.e. the gradient this step used), ``lr``
   (read from the optimizer; ``lr/group<i>`` for further parameter groups);
 * every ``noise_every`` steps, one extra forward/backward on the same batch through
-  :func:`sgdlab.measure.gradient_noise` at the parameters *after* the optimizer step:
+  :func:`sgdlab.measure.noise_stats` at the parameters *after* the optimizer step:
   ``trace_cov`` tr Σ̂ (per-sample gradient covariance, loss with ``reduction="mean"``),
   ``trace_cov_se``, ``grad_norm_sq`` |ḡ|², ``b_simple`` = tr Σ̂ / (|ḡ|² − tr Σ̂/b) (bias-
   corrected), ``noise_scale`` (the McCandlish et al. 2018 two-batch estimator of B_simple,
   smoothed by bias-corrected EMAs), ``mean_gsnr`` and ``temperature``
-  T = η/(1−m)·(tr Σ/d)/(2b) (convention of :mod:`sgdlab.measure.temperature`).
+  T = η/(1−m)·(tr Σ/d)/(2b) (convention of :mod:`sgdlab.measure.thermal`).
 
 It never changes the trajectory: the extra pass runs under ``torch.random.fork_rng`` (the
 global RNG state is restored, so the user's dropout masks are unchanged), and the model's
@@ -210,8 +210,8 @@ class Monitor:
         self.t += 1
 
     def _record_noise(self, inputs: Tensor | tuple[Tensor, ...], targets: Tensor | None) -> None:
-        from sgdlab.measure.gradient_noise import gradient_noise
-        from sgdlab.measure.temperature import temperature
+        from sgdlab.measure.noise_stats import gradient_noise
+        from sgdlab.measure.thermal import temperature
 
         x = inputs if isinstance(inputs, tuple) else (inputs,)
         b = int(x[0].shape[0])

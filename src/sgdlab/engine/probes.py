@@ -10,7 +10,9 @@ point), plus the final iterate w_T at step T:
 * ``suboptimality`` — F(w_t) − F* where F* is known;
 * ``dist_to_opt`` — ‖w_t − w*‖₂ where w* is known;
 * ``avg_objective`` / ``avg_suboptimality`` — the same for the Polyak–Ruppert average
-  w̄_t = mean of w_s for average_start ≤ s ≤ t, when ``record.average`` is on.
+  w̄_t = mean of w_s for average_start ≤ s ≤ t, when ``record.average`` is on;
+* ``noise_*`` — per-chain gradient-noise statistics of the minibatch when ``record.noise``
+  is on (:mod:`sgdlab.engine.noise_probe`).
 """
 
 from __future__ import annotations

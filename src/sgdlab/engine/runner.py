@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 from sgdlab.config import RunConfig, load_config
+from sgdlab.engine.noise_probe import noise_statistics
 from sgdlab.engine.probes import ObjectiveProbe, Recorder
 from sgdlab.engine.result import RunResult
 from sgdlab.errors import ConfigError
@@ -190,6 +191,11 @@ def execute(plan: Plan, progress: Progress | None = None) -> _Loop:
             rec.add("loss", t, loss, dead)
             rec.add("grad_norm", t, torch.linalg.vector_norm(grad, dim=1), dead)
             rec.add("lr", t, lr.expand(K) if lr.dim() == 0 else lr, dead)
+            if cfg.record.noise and plan.sampler.batch_size > 1:
+                momentum = getattr(rule, "momentum", 0.0)
+                stats = noise_statistics(problem, W, x, y, lr.expand(K), momentum)
+                for key, value in stats.items():
+                    rec.add(key, t, value, dead)
         if clip_norm is not None:
             grad = clip_by_global_norm(grad, clip_norm)
         if clip_value is not None:

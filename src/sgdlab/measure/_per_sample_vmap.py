@@ -42,6 +42,21 @@ def check_no_train_batchnorm(model: nn.Module) -> None:
             )
 
 
+class _LossOfModel(nn.Module):
+    """``forward(x, y) = loss_fn(model(*x), y)`` as one module, so that ``functional_call``
+    keeps the swapped parameters in place while the *loss* runs too: a loss that reads the
+    model's parameters itself (an L2 penalty) then differentiates through them per sample."""
+
+    def __init__(self, model: nn.Module, loss_fn: LossFn) -> None:
+        super().__init__()
+        self.model = model
+        self.loss_fn = [loss_fn]  # not registered: a loss module's own parameters are not ours
+
+    def forward(self, xs: tuple[Tensor, ...], y: Tensor | None) -> Tensor:
+        out = self.model(*xs)
+        return self.loss_fn[0](out) if y is None else self.loss_fn[0](out, y)
+
+
 def vmap_grads(
     model: nn.Module,
     loss_fn: LossFn,
@@ -55,10 +70,13 @@ def vmap_grads(
     const = {k: v.detach() for k, v in params.items() if k not in names}
     free = {k: params[k].detach() for k in names}
 
+    wrapper = _LossOfModel(model, loss_fn)
+
     def loss_one(p: dict[str, Tensor], xi: tuple[Tensor, ...], yi: Tensor | None) -> Tensor:
         xs = tuple(t.unsqueeze(0) for t in xi)
-        out = functional_call(model, ({**const, **p}, buffers), xs)
-        return loss_fn(out) if yi is None else loss_fn(out, yi.unsqueeze(0))
+        pb = {f"model.{k}": v for k, v in {**const, **p}.items()}
+        pb.update({f"model.{k}": v for k, v in buffers.items()})
+        return functional_call(wrapper, pb, (xs, None if yi is None else yi.unsqueeze(0)))
 
     y_dim = None if y is None else 0
     fn = vmap(grad(loss_one), in_dims=(None, 0, y_dim), randomness="different")

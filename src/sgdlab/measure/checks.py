@@ -157,7 +157,7 @@ def gradcheck(
 
     Args:
         model, loss_fn, inputs, targets: as for
-            :func:`~sgdlab.measure.gradient_noise.gradient_noise`.
+            :func:`~sgdlab.measure.noise_stats.gradient_noise`.
         eps: finite-difference step.
         n_coords: coordinates per parameter.
         generator: draws the coordinates.

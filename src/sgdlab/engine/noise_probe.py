@@ -1,0 +1,74 @@
+"""Gradient-noise probe of the engine: per-chain noise statistics of the minibatch.
+
+At a recorded step t, for each chain k and its minibatch ξ_{k,1..b}, the per-sample
+gradients g_i = ∇f(w_t; ξ_i) are computed for all chains at once by giving every sample its
+own copy of its chain's parameters (``W`` repeated b times: one backward pass, no loop), and
+
+* ``noise_trace``    tr Σ̂ = (1/(b−1)) Σ_i ‖g_i − ḡ‖²  (unbiased per-sample covariance trace),
+* ``noise_grad_sq``  ‖ḡ‖² (the minibatch gradient's squared norm),
+* ``noise_b_simple`` B_simple = tr Σ̂ / (‖ḡ‖² − tr Σ̂/b)  (bias-corrected |∇F|², McCandlish
+  et al. 2018; NaN when the corrected norm is not positive),
+* ``noise_gsnr``     mean over coordinates of ḡ_j² / v_j (GSNR, Liu et al. 2020),
+* ``noise_temperature`` T = η/(1−m) · (tr Σ̂ / d) / (2b) (overdamped Langevin convention
+  dw = −∇F dt + √(2T) dW; m is the heavy-ball momentum when the rule has one).
+
+Stochastic layers (dropout) are evaluated deterministically (``noise=None``): the probe
+measures the sampling noise. The same quantities for a ``torch.nn.Module`` are computed by
+:func:`sgdlab.measure.gradient_noise`; a test checks the two agree in float64.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from sgdlab.problems.base import Problem
+
+#: bound on K·b·d elements of per-sample gradients held at once
+MAX_ELEMENTS = 1 << 25
+
+
+def per_sample_gradients(problem: Problem, W: Tensor, x: Tensor, y: Tensor) -> Tensor:
+    """∇f(W_k; ξ_{k,i}) for every chain and sample: ``[K, b, d]`` (chunked over chains)."""
+    K, b = y.shape[0], y.shape[1]
+    d = W.shape[1]
+    step = max(1, MAX_ELEMENTS // max(1, b * d))
+    out = []
+    for start in range(0, K, step):
+        Wc = W[start : start + step].detach()
+        k = Wc.shape[0]
+        Wr = Wc.repeat_interleave(b, dim=0).requires_grad_(True)
+        xr = x[start : start + step].reshape(k * b, 1, *x.shape[2:])
+        yr = y[start : start + step].reshape(k * b, 1)
+        with torch.enable_grad():
+            loss = problem.per_sample_loss(Wr, xr, yr, None)
+            (g,) = torch.autograd.grad(loss.sum(), Wr)
+        out.append(g.reshape(k, b, d))
+    return torch.cat(out)
+
+
+def noise_statistics(
+    problem: Problem, W: Tensor, x: Tensor, y: Tensor, lr: Tensor, momentum: Tensor | float = 0.0
+) -> dict[str, Tensor]:
+    """The probe's quantities (module docstring) per chain, each ``[K]``."""
+    g = per_sample_gradients(problem, W, x, y).double()
+    b, d = g.shape[1], g.shape[2]
+    mean = g.mean(dim=1)
+    dev = g - mean.unsqueeze(1)
+    var = dev.pow(2).sum(dim=1) / max(1, b - 1)  # [K, d]
+    trace = var.sum(dim=1)
+    g2 = mean.pow(2).sum(dim=1)
+    corrected = g2 - trace / b
+    nan = torch.full_like(trace, float("nan"))
+    b_simple = torch.where(corrected > 0, trace / corrected.clamp_min(1e-300), nan)
+    ratio = torch.where(var > 0, mean.pow(2) / var.clamp_min(1e-300), torch.nan)
+    gsnr = torch.nanmean(ratio, dim=1)
+    lr_eff = lr.double() / (1.0 - torch.as_tensor(momentum, dtype=torch.float64))
+    temperature = lr_eff * trace / d / (2 * b)
+    return {
+        "noise_trace": trace,
+        "noise_grad_sq": g2,
+        "noise_b_simple": b_simple,
+        "noise_gsnr": gsnr,
+        "noise_temperature": temperature.expand_as(trace),
+    }
