@@ -109,3 +109,19 @@ def test_failed_loop_is_stored_as_failed(tmp_path):
 def test_bad_cadence():
     with pytest.raises(ValueError, match="every"):
         sgdlab.Monitor(make_model(), nn.CrossEntropyLoss(), every=0)
+
+
+def test_example_script_runs(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "examples" / "monitor_mlp.py"
+    store = tmp_path / "m.duckdb"
+    proc = subprocess.run([sys.executable, str(script), "--store", str(store), "--epochs", "1"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "B_simple" in proc.stdout
+    with Store(store, read_only=True) as db:
+        (row,) = db.runs()
+        assert row["status"] == "complete" and row["kind"] == "monitor"
