@@ -22,6 +22,9 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Measure, control and exploit the randomness of SGD.",
 )
+from sgdlab.lab.cli import lab_app  # noqa: E402
+
+app.add_typer(lab_app, name="lab")
 console = Console()
 err = Console(stderr=True)
 

@@ -1,0 +1,28 @@
+"""The lab: registered studies that test the article's claims with numbers.
+
+* :class:`~sgdlab.lab.study.Study` — grid of run configs + analysis → findings;
+* :class:`~sgdlab.lab.findings.Finding` — claim, measured [CI], predicted, verdict (by rule);
+* :class:`~sgdlab.lab.executor.LocalExecutor` / :class:`~sgdlab.lab.executor.ProcessExecutor`;
+* :func:`~sgdlab.lab.session.run_studies` — store reuse, execution, findings.json, report.md.
+
+See ``docs/lab.md``.
+"""
+
+from sgdlab.lab.executor import Executor, LocalExecutor, ProcessExecutor
+from sgdlab.lab.findings import Finding, make_finding
+from sgdlab.lab.session import run_studies
+from sgdlab.lab.study import STUDIES, Context, Study, all_studies, register
+
+__all__ = [
+    "STUDIES",
+    "Context",
+    "Executor",
+    "Finding",
+    "LocalExecutor",
+    "ProcessExecutor",
+    "Study",
+    "all_studies",
+    "make_finding",
+    "register",
+    "run_studies",
+]

@@ -1,0 +1,90 @@
+"""Confidence intervals from independent chains.
+
+Chains of one run are independent (each has its own random streams), so any per-chain
+summary (a time average of F − F* over a window, a final value, a hitting time) is an iid
+sample across chains. Two methods are used, and each finding names its own:
+
+* :func:`mean_ci` — **t-interval**: mean over chains ± t_{(1+level)/2, K−1} · s/√K.
+* :func:`bootstrap_ci` / :func:`theory.rates.fit_loglog_slope` — **bootstrap over chains**:
+  resample whole chains (rows) with replacement, recompute the statistic, take the
+  percentile interval. The generator is seeded from the run's ``probe`` stream
+  (:func:`probe_seed`), never the global RNG, so a finding is a function of its configs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from scipy import stats as sps
+
+from sgdlab.rng import Streams
+
+T_INTERVAL = "mean over chains ± t-quantile·SE (95%)"
+BOOTSTRAP = "percentile bootstrap over chains (95%, 2000 resamples, probe-stream seed)"
+
+
+def probe_seed(seed: int | None) -> int:
+    """A 32-bit seed from the ``probe`` stream of root seed ``seed`` (for bootstraps)."""
+    return int(Streams(seed).seed_sequence("probe").generate_state(1)[0])
+
+
+def mean_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
+    """``(mean, lo, hi)`` of iid per-chain values (NaN chains dropped): t-interval."""
+    v = np.asarray(values, dtype=np.float64).reshape(-1)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return float("nan"), float("nan"), float("nan")
+    m = float(v.mean())
+    if v.size < 2:
+        return m, float("nan"), float("nan")
+    half = float(sps.t.ppf(0.5 + level / 2, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
+    return m, m - half, m + half
+
+
+def ratio_ci(values: np.ndarray, reference: float, level: float = 0.95) -> tuple[float, ...]:
+    """``(mean/ref, lo/ref, hi/ref)`` of :func:`mean_ci` (reference > 0)."""
+    m, lo, hi = mean_ci(values, level)
+    return m / reference, lo / reference, hi / reference
+
+
+def bootstrap_ci(
+    values: np.ndarray,
+    statistic: Callable[[np.ndarray], float],
+    seed: int,
+    level: float = 0.95,
+    n_boot: int = 2000,
+) -> tuple[float, float, float]:
+    """``(estimate, lo, hi)`` of ``statistic(values)`` with a bootstrap over rows (chains).
+
+    ``values`` is ``[K, ...]``; ``statistic`` maps an array of the same layout to a float.
+    Resamples whose statistic is not finite are dropped.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    est = float(statistic(v))
+    rng = np.random.default_rng(seed)
+    K = v.shape[0]
+    boots = []
+    for _ in range(n_boot):
+        s = float(statistic(v[rng.integers(0, K, K)]))
+        if np.isfinite(s):
+            boots.append(s)
+    if len(boots) < n_boot // 2:
+        return est, float("nan"), float("nan")
+    a = (1 - level) / 2
+    lo, hi = np.quantile(boots, [a, 1 - a])
+    return est, float(lo), float(hi)
+
+
+def window_mean(steps: np.ndarray, values: np.ndarray, start: int) -> np.ndarray:
+    """Per-chain time average of ``values [K, n]`` over recorded steps ≥ ``start``: ``[K]``."""
+    mask = np.asarray(steps) >= start
+    return np.asarray(values)[:, mask].mean(axis=1)
+
+
+def groups(values: np.ndarray, n_groups: int) -> list[np.ndarray]:
+    """Split ``[K, ...]`` into the contiguous chain groups of a per-chain list (see
+    :func:`sgdlab.optim.per_chain`): group g is rows g·K/L … (g+1)·K/L − 1."""
+    K = values.shape[0]
+    size = K // n_groups
+    return [values[g * size : (g + 1) * size] for g in range(n_groups)]

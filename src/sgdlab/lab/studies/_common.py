@@ -1,0 +1,56 @@
+"""Helpers shared by the built-in studies: slopes, figures, problem rebuilding."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from sgdlab.config import load_config
+from sgdlab.engine.result import RunResult
+
+
+def ols_slope(x: np.ndarray, y: np.ndarray) -> float:
+    """Least-squares slope of log y on log x (for theory curves; no CI needed)."""
+    lx, ly = np.log(np.asarray(x, float)), np.log(np.asarray(y, float))
+    xc = lx - lx.mean()
+    return float(xc @ (ly - ly.mean()) / (xc @ xc))
+
+
+def build(run_or_config: RunResult | dict[str, Any]):
+    """The :class:`~sgdlab.problems.Problem` of a run (rebuilt from its config, float64)."""
+    from sgdlab.problems import build_problem
+    from sgdlab.rng import Streams
+
+    cfg = run_or_config.config if isinstance(run_or_config, RunResult) else run_or_config
+    c = load_config(cfg)
+    streams = Streams(c.seed, seeds=c.streams.seeds, off=frozenset(c.streams.off))
+    return build_problem(c.problem.name, c.problem.params(), streams, torch.float64)
+
+
+def subopt(run: RunResult, name: str = "suboptimality") -> tuple[np.ndarray, np.ndarray]:
+    """``(steps, values)`` of a suboptimality metric, clipped at the smallest positive float."""
+    steps, v = run.metric(name)
+    return steps, np.maximum(v, np.finfo(float).tiny)
+
+
+def figure(nrows: int = 1, ncols: int = 2, w: float = 5.2, h: float = 3.8):
+    fig, axes = plt.subplots(nrows, ncols, figsize=(w * ncols, h * nrows), dpi=110)
+    return fig, np.atleast_1d(axes).reshape(-1)
+
+
+def save(fig, path) -> str:
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path.name
+
+
+def errbar(ax, x, m, lo, hi, **kw) -> None:
+    m, lo, hi = (np.asarray(a, float) for a in (m, lo, hi))
+    ax.errorbar(x, m, yerr=[m - lo, hi - m], fmt="o", capsize=3, **kw)

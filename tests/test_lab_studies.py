@@ -1,0 +1,48 @@
+"""Built-in studies: registry, valid grids, and the quick mode of the oscillation study."""
+
+from __future__ import annotations
+
+import json
+
+from sgdlab.config import load_config
+from sgdlab.lab.session import run_studies
+from sgdlab.lab.study import all_studies
+
+BUILTIN = ("noise-floor", "schedules", "rates", "efficiency", "oscillation")
+
+
+def test_registry_order_and_claims():
+    reg = all_studies()
+    assert tuple(n for n in reg if n in BUILTIN) == BUILTIN
+    for name in BUILTIN:
+        assert reg[name].claim and reg[name].section
+
+
+def test_grids_are_valid_configs():
+    for name in BUILTIN:
+        study = all_studies()[name]()
+        for quick in (True, False):
+            grid = study.grid(quick)
+            assert grid
+            hashes = {load_config(c).hash() for c in grid.values()}
+            assert len(hashes) == len(grid), f"{name}: two runs of the grid share a config"
+
+
+def test_full_grids_are_larger():
+    for name in BUILTIN:
+        study = all_studies()[name]()
+        cost = {
+            q: sum(c["chains"] * c["steps"] for c in study.grid(q).values()) for q in (True, False)
+        }
+        assert cost[False] > cost[True]
+
+
+def test_oscillation_quick(tmp_path):
+    o = run_studies(["oscillation"], quick=True, store=tmp_path / "s.duckdb", out=tmp_path)
+    assert len(o.findings) == 4
+    assert all(f.verdict == "agrees" for f in o.findings), [f.to_dict() for f in o.findings]
+    assert (tmp_path / "oscillation.png").stat().st_size > 10_000
+    spread = next(f for f in o.findings if "spread" in f.quantity)
+    assert abs(spread.measured - 0.5) < 0.05 and spread.details["ci"].startswith("percentile")
+    data = json.loads((tmp_path / "findings.json").read_text())
+    assert {f["study"] for f in data["findings"]} == {"oscillation"}
