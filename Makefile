@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: setup
-	$(BIN)/sgdlab demo
+	$(BIN)/sgdlab lab run --all --quick
 
 test: setup
 	$(BIN)/python -m pytest

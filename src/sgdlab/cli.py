@@ -30,7 +30,7 @@ err = Console(stderr=True)
 
 StoreOpt = Annotated[
     Path | None,
-    typer.Option("--store", help="DuckDB results file [default: ./sgdlab-results/sgdlab.duckdb]"),
+    typer.Option("--store", help="DuckDB results file (default: ./sgdlab-results/sgdlab.duckdb)"),
 ]
 
 
@@ -72,13 +72,17 @@ def run_with_progress(config: Any, store: Path | None, name: str | None = None) 
 
 @app.command("run")
 def run_cmd(
-    config: Annotated[Path, typer.Argument(help="YAML config file")],
+    config: Annotated[
+        Path | None, typer.Argument(help="YAML config file (default: the built-in quick start)")
+    ] = None,
     store: StoreOpt = None,
     name: Annotated[str | None, typer.Option(help="label stored with the run")] = None,
 ) -> None:
     """Run K chains of a YAML config and store the results."""
+    from sgdlab.defaults import QUICKSTART
+
     try:
-        result = run_with_progress(config, store, name)
+        result = run_with_progress(config if config is not None else QUICKSTART, store, name)
     except SgdlabError as exc:
         _fail(exc)
         return
@@ -163,18 +167,17 @@ def optimizers_cmd() -> None:
 
 
 @app.command("demo")
-def demo_cmd(store: StoreOpt = None) -> None:
-    """Run the built-in quick start (logistic regression on digits) and show it."""
-    from sgdlab.defaults import QUICKSTART
-    from sgdlab.report.summary import show_run
+def demo_cmd(
+    store: StoreOpt = None,
+    out: Annotated[Path | None, typer.Option(help="report folder")] = None,
+) -> None:
+    """The main job: every lab study in quick mode (reusing stored runs), then the report.
 
-    try:
-        result = run_with_progress(QUICKSTART, store, name="quickstart")
-        show_run(result.run_id, _store_path(store), None, console)
-    except SgdlabError as exc:
-        _fail(exc)
-        return
-    console.print(f"[bold]results store:[/] {_store_path(store).resolve()}")
+    For the single-run quick start instead: ``sgdlab run examples/quickstart.yaml``.
+    """
+    from sgdlab.lab.cli import run_cmd as lab_run
+
+    lab_run(names=None, all_=True, quick=True, store=store, out=out, workers=1)
 
 
 def main() -> None:  # pragma: no cover

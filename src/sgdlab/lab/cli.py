@@ -14,8 +14,8 @@ from rich.table import Table
 lab_app = typer.Typer(no_args_is_help=True, help="Reproducible studies of the article's claims.")
 console = Console()
 err = Console(stderr=True)
-_STORE_HELP = "DuckDB results file [default: ./sgdlab-results/sgdlab.duckdb]"
-_OUT_HELP = "report folder [default: ./sgdlab-results/report]"
+_STORE_HELP = "DuckDB results file (default: ./sgdlab-results/sgdlab.duckdb)"
+_OUT_HELP = "report folder (default: ./sgdlab-results/report)"
 
 
 @lab_app.command("list")
