@@ -166,6 +166,75 @@ def optimizers_cmd() -> None:
         console.print(params_table(f"schedule {name}", cls.Params))
 
 
+ChainsOpt = Annotated[
+    str | None,
+    typer.Option("--chains", help="comma-separated chain indices (default: the first few)"),
+]
+
+
+def _parse_chains(chains: str | None) -> list[int] | None:
+    if not chains:
+        return None
+    try:
+        return [int(c) for c in chains.split(",") if c.strip()]
+    except ValueError:
+        raise ConfigError("--chains", f"expected integers like 0,3,5, got {chains!r}") from None
+
+
+@app.command("sharpness")
+def sharpness_cmd(
+    run_id: Annotated[str, typer.Argument(help="run id (a unique prefix is enough)")],
+    chains: ChainsOpt = None,
+    store: StoreOpt = None,
+    epsilon: Annotated[float, typer.Option(help="Keskar box size ε")] = 1e-3,
+    rho: Annotated[float, typer.Option(help="SAM radius ρ")] = 0.05,
+    tol: Annotated[float, typer.Option(help="relative error bound of λ_max")] = 1e-4,
+) -> None:
+    """Sharpness of F at a run's final parameters: λ_max, tr H, ε-, ρ- and adaptive sharpness."""
+    from sgdlab.report.run_measures import sharpness_of_run
+
+    try:
+        rows = sharpness_of_run(_store_path(store), run_id, _parse_chains(chains),
+                                epsilon=epsilon, rho=rho, tol=tol)
+    except SgdlabError as exc:
+        _fail(exc)
+        return
+    table = Table(title=f"sharpness of F at the final parameters of run {run_id}")
+    cols = ("chain", "F", "λ_max", "tr H ± SE", "ε-sharpness %", "ρ-sharpness", "ASAM")
+    for col in cols:
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            str(r["chain"]), f"{r['loss']:.5g}", f"{r['lambda_max']:.5g}",
+            f"{r['trace']:.4g} ± {r['trace_stderr']:.2g}", f"{r['epsilon_sharpness']:.4g}",
+            f"{r['rho_sharpness']:.4g}", f"{r['asam_sharpness']:.4g}",
+        )
+    console.print(table)
+    console.print(f"stored as measurements sharpness/* in {_store_path(store)}")
+
+
+@app.command("landscape")
+def landscape_cmd(
+    run_id: Annotated[str, typer.Argument(help="run id (a unique prefix is enough)")],
+    chains: ChainsOpt = None,
+    store: StoreOpt = None,
+    out: Annotated[Path | None, typer.Option(help="folder for the figures")] = None,
+    span: Annotated[float, typer.Option(help="slice half-width, relative to ‖w‖")] = 1.0,
+) -> None:
+    """Loss-landscape slices of F through a run's final parameters (and between two chains)."""
+    from sgdlab.report.run_measures import landscape_of_run
+
+    try:
+        paths = landscape_of_run(_store_path(store), run_id, _parse_chains(chains), out,
+                                 span=span)
+    except SgdlabError as exc:
+        _fail(exc)
+        return
+    for path in paths:
+        if path.suffix == ".png":
+            console.print(f"figure: {path.resolve()}")
+
+
 @app.command("demo")
 def demo_cmd(
     store: StoreOpt = None,

@@ -9,6 +9,9 @@ Tables
 ``params``     ``(run_id, chain, kind, values DOUBLE[])`` — final (and averaged) parameters.
 ``divergence`` ``(run_id, chain, step)`` for chains that diverged.
 ``findings``   lab findings (see :mod:`sgdlab.lab`).
+``measurements`` instruments applied to a run's final parameters afterwards
+               ``(run_id, chain, name, value, details_json)`` — e.g. ``sgdlab sharpness``;
+               they are added next to a completed run and never change its own rows.
 
 Transactions: a run is inserted as ``running`` when it starts; its metrics, parameters
 and the switch to ``complete`` are written in **one** transaction at the end. A process
@@ -52,6 +55,9 @@ _SCHEMA = [
         run_id VARCHAR, study VARCHAR, claim VARCHAR, quantity VARCHAR, measured DOUBLE,
         ci_low DOUBLE, ci_high DOUBLE, predicted DOUBLE, tolerance DOUBLE, verdict VARCHAR,
         figure VARCHAR, details_json VARCHAR, created_at TIMESTAMP)""",
+    """CREATE TABLE IF NOT EXISTS measurements (
+        run_id VARCHAR, chain INTEGER, name VARCHAR, value DOUBLE, details_json VARCHAR,
+        created_at TIMESTAMP)""",
     """CREATE TABLE IF NOT EXISTS schema_info (version INTEGER)""",
 ]
 
@@ -221,7 +227,45 @@ class Store:
             [_now(), error[:2000], run_id],
         )
 
+    def add_measurements(
+        self, run_id: str, rows: Iterable[tuple[int, str, float, dict[str, Any] | None]]
+    ) -> None:
+        """Add ``(chain, name, value, details)`` measurements of a run, in one transaction.
+
+        A measurement of the same (chain, name) replaces the earlier one."""
+        rid = self.resolve(run_id)
+        rows = list(rows)
+        now = _now()
+        self.con.begin()
+        try:
+            for chain, name, value, details in rows:
+                self.con.execute(
+                    "DELETE FROM measurements WHERE run_id = ? AND chain = ? AND name = ?",
+                    [rid, chain, name],
+                )
+                self.con.execute(
+                    "INSERT INTO measurements VALUES (?, ?, ?, ?, ?, ?)",
+                    [rid, chain, name, float(value), json.dumps(details or {}, default=str), now],
+                )
+            self.con.commit()
+        except BaseException:
+            self.con.rollback()
+            raise
+
     # ---------------------------------------------------------------- reads
+    def measurements(self, run_id: str) -> list[dict[str, Any]]:
+        """Measurements of a run (``chain``, ``name``, ``value``, ``details``), by chain, name."""
+        rid = self.resolve(run_id)
+        cur = self.con.execute(
+            """SELECT chain, name, value, details_json FROM measurements WHERE run_id = ?
+               ORDER BY chain, name""",
+            [rid],
+        )
+        return [
+            {"chain": c, "name": n, "value": v, "details": json.loads(d or "{}")}
+            for c, n, v, d in cur.fetchall()
+        ]
+
     def runs(self, status: str | None = None, kind: str | None = None) -> list[dict[str, Any]]:
         """All runs, newest first, as dicts (optionally filtered by status/kind)."""
         sql = "SELECT * FROM runs"

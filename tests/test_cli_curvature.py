@@ -1,0 +1,64 @@
+"""`sgdlab sharpness` and `sgdlab landscape` on stored runs (closed forms on the quadratic)."""
+
+import numpy as np
+from typer.testing import CliRunner
+
+import sgdlab
+from sgdlab.cli import app
+from sgdlab.store import Store
+
+runner = CliRunner()
+EIGS = [3.0, 1.0, 0.5, 0.2]
+
+
+def stored_quadratic(tmp_path):
+    path = tmp_path / "s.duckdb"
+    res = sgdlab.run(
+        {
+            "problem": {"name": "quadratic", "eigenvalues": EIGS, "rotate": True},
+            "optimizer": {"name": "sgd", "lr": 0.1},
+            "batch": {"size": 4, "sampling": "stream"},
+            "chains": 3, "steps": 30, "dtype": "float64",
+        },
+        store=path,
+    )
+    return path, res
+
+
+def test_sharpness_of_run_matches_closed_forms(tmp_path):
+    path, res = stored_quadratic(tmp_path)
+    out = runner.invoke(app, ["sharpness", res.run_id, "--store", str(path), "--chains", "0,2"])
+    assert out.exit_code == 0, out.output
+    with Store(path, read_only=True) as db:
+        rows = {(m["chain"], m["name"]): m["value"] for m in db.measurements(res.run_id)}
+    assert {c for c, _ in rows} == {0, 2}
+    for k in (0, 2):
+        # F is quadratic: λ_max = max eigenvalue at every point, certified to tol = 1e-4
+        assert abs(rows[(k, "sharpness/lambda_max")] - 3.0) <= 1e-4 * 3.0
+        # Hutchinson: the exact trace is within 4 standard errors
+        se = rows[(k, "sharpness/trace_stderr")]
+        assert abs(rows[(k, "sharpness/trace")] - sum(EIGS)) <= 4 * se + 1e-9
+        # F at the final parameters equals the stored objective of the last step
+        _, obj = res.metric("objective")
+        assert np.isclose(rows[(k, "sharpness/loss")], obj[k, -1], rtol=1e-12)
+
+
+def test_landscape_of_run_writes_figures_and_measurements(tmp_path):
+    path, res = stored_quadratic(tmp_path)
+    figs = tmp_path / "figs"
+    out = runner.invoke(app, ["landscape", res.run_id, "--store", str(path), "--out", str(figs)])
+    assert out.exit_code == 0, out.output
+    names = sorted(p.name for p in figs.iterdir())
+    assert f"{res.run_id}-landscape-chain0-surface.png" in names
+    assert f"{res.run_id}-interpolation-0-1.svg" in names
+    with Store(path, read_only=True) as db:
+        got = {m["name"] for m in db.measurements(res.run_id)}
+    assert {"landscape/line_rise", "landscape/barrier_to_chain1"} <= got
+
+
+def test_bad_chain_and_unknown_run(tmp_path):
+    path, res = stored_quadratic(tmp_path)
+    out = runner.invoke(app, ["sharpness", res.run_id, "--store", str(path), "--chains", "9"])
+    assert out.exit_code == 2 and "--chains" in out.output
+    out = runner.invoke(app, ["sharpness", "nope", "--store", str(path)])
+    assert out.exit_code == 1 and "no run" in out.output
