@@ -4,8 +4,10 @@ One step for all chains (no Python loop over chains):
 
 1. draw each chain's minibatch ``(x [K,b,...], y [K,b])`` from its own ``sampling``
    generator, and any per-step noise the problem declares (dropout, label noise);
-2. minibatch loss ``L_k = (1/b) Σ_i f(W_k; ξ_{k,i})`` and its gradient; since the chains are
-   independent, ∂(Σ_k L_k)/∂W gives every chain's gradient in one backward pass;
+2. minibatch loss ``L_k = (1/b) Σ_i f(W_k; ξ_{k,i})`` and its gradient
+   (:meth:`Problem.loss_and_grad`: a closed form where the problem has one, else autograd —
+   since the chains are independent, ∂(Σ_k L_k)/∂W gives every chain's gradient in one
+   backward pass);
 3. gradient clipping (by global norm per chain, then by value) if configured;
 4. the functional update rule with this step's per-chain learning rate
    η_t = lr0_k · s(t) (schedule ``s``), with Langevin noise from the ``inject`` stream for
@@ -180,10 +182,7 @@ def execute(plan: Plan, progress: Progress | None = None) -> _Loop:
             break
         x, y = plan.sampler.next()
         noise = {key: draws.next()[0] for key, draws in plan.step_draws.items()} or None
-        Wg = W.detach().requires_grad_(True)
-        loss = problem.loss(Wg, x, y, noise)
-        (grad,) = torch.autograd.grad(loss.sum(), Wg)
-        loss = loss.detach()
+        loss, grad = problem.loss_and_grad(W, x, y, noise)
         lr = plan.lr0 * plan.schedule(t)
         ok = torch.isfinite(loss)
         if recording:

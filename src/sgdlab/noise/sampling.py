@@ -53,7 +53,9 @@ class IndexSampler(Sampler):
 
     def next(self) -> tuple[Tensor, Tensor]:
         (idx,) = self.draws.next()
-        return self.X[idx], self.y[idx]
+        flat = idx.reshape(-1)  # index_select is several times faster than X[idx] here
+        x = self.X.index_select(0, flat).view(*idx.shape, *self.X.shape[1:])
+        return x, self.y.index_select(0, flat).view(idx.shape)
 
 
 class InOrderSampler(Sampler):

@@ -105,6 +105,28 @@ class Problem(ABC):
         """Minibatch loss per chain, the mean of :meth:`per_sample_loss` over the batch: ``[K]``."""
         return self.per_sample_loss(W, x, y, noise).mean(dim=1)
 
+    def loss_and_grad(
+        self, W: Tensor, x: Tensor, y: Tensor, noise: dict[str, Tensor] | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Minibatch loss ``[K]`` and its gradient ``[K, d]`` for every chain.
+
+        The reference is autograd of Σ_k loss_k (chains are independent, so the gradient of
+        the sum is each chain's gradient). Problems override this with a closed-form
+        gradient (a fast path), which ``tests/test_problems_fast_grad.py`` checks against
+        this reference in float64.
+        """
+        return self.loss_and_grad_autograd(W, x, y, noise)
+
+    def loss_and_grad_autograd(
+        self, W: Tensor, x: Tensor, y: Tensor, noise: dict[str, Tensor] | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """The autograd reference of :meth:`loss_and_grad`."""
+        with torch.enable_grad():
+            Wg = W.detach().requires_grad_(True)
+            loss = self.loss(Wg, x, y, noise)
+            (grad,) = torch.autograd.grad(loss.sum(), Wg)
+        return loss.detach(), grad
+
     def objective(self, W: Tensor, chunk: int = 4096) -> Tensor:
         """F(W_k) per chain ``[K]``: the closed form if there is one, else the full-data mean."""
         closed = self.closed_objective(W)

@@ -148,6 +148,13 @@ class LinearRegression(Problem):
         r = torch.einsum("kbd,kd->kb", x, W) - y
         return 0.5 * r * r
 
+    def loss_and_grad(
+        self, W: Tensor, x: Tensor, y: Tensor, noise: dict[str, Tensor] | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Closed form: r_i = x_iᵀw − y_i, loss = mean ½r², gradient = (1/b) Σ_i r_i x_i."""
+        r = torch.einsum("kbd,kd->kb", x, W) - y
+        return 0.5 * (r * r).mean(dim=1), torch.einsum("kb,kbd->kd", r, x) / r.shape[1]
+
     def init_params(self, generator: torch.Generator | None) -> Tensor:
         d = self.dim
         if generator is None:

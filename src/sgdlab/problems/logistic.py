@@ -96,6 +96,29 @@ class LogisticRegression(ClassifierProblem):
     ) -> Tensor:
         return _cross_entropy(self.logits(W, x), y) + self._penalty(W).unsqueeze(1)
 
+    def loss_and_grad(
+        self, W: Tensor, x: Tensor, y: Tensor, noise: dict[str, Tensor] | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Closed form: with P = softmax(z) and Y one-hot, the mean cross-entropy's gradient
+        is x̃ᵀ(P − Y)/b (x̃ = [x, 1]), plus the penalty's l2·mask⊙W."""
+        A, bias = self._split(W)
+        z = torch.baddbmm(bias, x, A)
+        lse = torch.logsumexp(z, dim=-1, keepdim=True)
+        yk = y.long().unsqueeze(-1)
+        ce = (lse - z.gather(-1, yk)).squeeze(-1)
+        R = torch.exp(z - lse)
+        R.scatter_add_(-1, yk, -torch.ones_like(yk, dtype=R.dtype))
+        b = x.shape[1]
+        gA = torch.bmm(x.transpose(1, 2), R) / b
+        gb = R.mean(dim=1, keepdim=True)
+        grad = torch.cat([gA, gb], dim=1).reshape(W.shape)
+        loss = ce.mean(dim=1)
+        if self.l2 != 0:
+            mask = self.penalty_mask.to(W)
+            loss = loss + 0.5 * self.l2 * (W * W * mask).sum(dim=1)
+            grad = grad + self.l2 * mask * W
+        return loss, grad
+
     def init_params(self, generator: torch.Generator | None) -> Tensor:
         scale = self.params.init_scale / math.sqrt(self.n_features + 1)
         if generator is None or scale == 0:

@@ -130,6 +130,15 @@ class Quadratic(Problem):
         quad = 0.5 * ((delta @ self.A.to(W)) * delta).sum(-1)  # [K]
         return quad.unsqueeze(1) + torch.einsum("kbd,kd->kb", x, delta)
 
+    def loss_and_grad(
+        self, W: Tensor, x: Tensor, y: Tensor, noise: dict[str, Tensor] | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Closed form: loss = ½δᵀAδ + ξ̄ᵀδ, gradient Aδ + ξ̄ (ξ̄ the batch mean of ξ)."""
+        delta = W - self._w_star.to(W)
+        Ad = delta @ self.A.to(W)
+        xi = x.mean(dim=1)
+        return 0.5 * (Ad * delta).sum(-1) + (xi * delta).sum(-1), Ad + xi
+
     def init_params(self, generator: torch.Generator | None) -> Tensor:
         d = self.dim
         if generator is None:
