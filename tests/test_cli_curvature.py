@@ -1,4 +1,7 @@
-"""`sgdlab sharpness` and `sgdlab landscape` on stored runs (closed forms on the quadratic)."""
+"""`sgdlab sharpness` and `sgdlab landscape` on stored runs (closed forms on the quadratic).
+
+Covers: ``sgdlab.report.run_measures``.
+"""
 
 import numpy as np
 from typer.testing import CliRunner

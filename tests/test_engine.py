@@ -1,4 +1,7 @@
-"""The vectorized engine: exact iterates, chain independence, reproducibility, divergence."""
+"""The vectorized engine: exact iterates, chain independence, reproducibility, divergence.
+
+Covers: ``sgdlab.engine.runner``, ``sgdlab.engine.probes``, ``sgdlab.engine.result``.
+"""
 
 import numpy as np
 import pytest

@@ -1,4 +1,7 @@
-"""Lab framework: verdict rules, CIs, executors (bit-identical), store reuse, report, CLI."""
+"""Lab framework: verdict rules, CIs, executors (bit-identical), store reuse, report, CLI.
+
+Covers: ``sgdlab.lab.session``, ``sgdlab.report.lab_report``, ``sgdlab.lab.executor``.
+"""
 
 from __future__ import annotations
 

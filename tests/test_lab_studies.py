@@ -1,4 +1,7 @@
-"""Built-in studies: registry, valid grids, and the quick mode of the oscillation study."""
+"""Built-in studies: registry, valid grids, and the quick mode of the oscillation study.
+
+Covers: ``sgdlab.lab.studies.noise_floor``, their shared helpers (common).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""Per-sample fast path and vmap fallback against a loop of single-sample backward passes."""
+"""Per-sample fast path and vmap fallback against a loop of single-sample backward passes.
+
+Covers: ``sgdlab.measure.per_sample`` and its private helpers per_sample_layers and
+per_sample_vmap.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Clipping per chain against torch.nn.utils, and the batch-size scaling rules."""
+"""Clipping per chain against torch.nn.utils, and the batch-size scaling rules.
+
+Covers: ``sgdlab.optim.clipping``, ``sgdlab.optim.scaling``.
+"""
 
 from __future__ import annotations
 

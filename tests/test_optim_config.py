@@ -1,4 +1,7 @@
-"""per_chain expansion and the optimizer / schedule builders' validation errors."""
+"""per_chain expansion and the optimizer / schedule builders' validation errors.
+
+Covers: ``sgdlab.optim.perchain``, ``sgdlab.optim.registry``.
+"""
 
 from __future__ import annotations
 

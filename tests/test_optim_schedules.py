@@ -1,4 +1,7 @@
-"""Schedules: closed forms at many steps, input kinds, and torch's lr_scheduler sequences."""
+"""Schedules: closed forms at many steps, input kinds, and torch's lr_scheduler sequences.
+
+Covers: ``sgdlab.optim.schedule_base``, ``sgdlab.optim.schedules``.
+"""
 
 from __future__ import annotations
 

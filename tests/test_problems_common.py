@@ -4,6 +4,8 @@ References are slow and obviously correct: a Python loop over chains, a Python l
 samples with one backward pass each, ``torch.autograd.functional.hessian`` of the full
 objective. Monte Carlo checks use tolerances of 5 standard errors estimated from the same
 samples.
+
+Covers: ``sgdlab.problems.autodiff``, ``sgdlab.problems.classifier``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""Landscapes: critical points, their Hessians and kinds, minimisers, starts."""
+"""Landscapes: critical points, their Hessians and kinds, minimisers, starts.
+
+Covers: ``sgdlab.problems.landscapes``, ``sgdlab.problems.landscape_base``.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Langevin picture: Gibbs density vs Euler–Maruyama, OU covariance, Kramers vs MFPT."""
+"""Langevin picture: Gibbs density vs Euler–Maruyama, OU covariance, Kramers vs MFPT.
+
+Covers: ``sgdlab.theory.langevin``.
+"""
 
 from __future__ import annotations
 

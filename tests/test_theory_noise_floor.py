@@ -1,6 +1,8 @@
 """Noise floor of constant-step SGD: Lyapunov algebra, closed forms, and Monte Carlo.
 
 Statistical tolerances are Z_SE standard errors of the simulated estimate (fixed seeds).
+
+Covers: ``sgdlab.theory.noise_floor``, the finite-population factor (common).
 """
 
 from __future__ import annotations
