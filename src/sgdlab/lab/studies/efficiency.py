@@ -61,10 +61,10 @@ class Efficiency(Study):
             sgd = {"size": B, "sampling": "with_replacement"}
             g[f"sgd/{n}"] = {**base, "batch": sgd, "chains": s["chains"],
                              "optimizer": {"name": "sgd", "lr": ETA_SGD},
-                             "steps": s["sgd_steps"], "record": {"every": 25}}
+                             "steps": s["sgd_steps"], "record": {"every": 25, "objective": True}}
             g[f"gd/{n}"] = {**base, "batch": {"sampling": "full", "size": None}, "chains": 2,
                             "optimizer": {"name": "sgd", "lr": ETA_GD},
-                            "steps": s["gd_steps"], "record": {"every": 2}}
+                            "steps": s["gd_steps"], "record": {"every": 2, "objective": True}}
             g[f"time-sgd/{n}"] = {**g[f"sgd/{n}"], "chains": 1, "steps": 2000,
                                   "record": {"every": 2000, "objective": False}}
             g[f"time-gd/{n}"] = {**g[f"gd/{n}"], "chains": 1, "steps": 20,
