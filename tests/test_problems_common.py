@@ -243,3 +243,14 @@ def test_same_seed_same_data_other_seed_other_data():
     assert not torch.equal(a.X, c.X)
     d = build_problem(name, params, Streams(1, seeds={"sampling": 5}))
     assert torch.equal(a.X, d.X)  # only the data stream decides the data
+
+
+@pytest.mark.parametrize("name", ["linear_regression", "logistic_regression", "mlp"])
+def test_to_module_leaves_the_global_rng_alone(name):
+    """Library code draws only from named streams: building a module view must not consume
+    torch's global generator (nn.Linear's default init would)."""
+    p = build_problem(name, {}, Streams(0), torch.float64)
+    w = p.init_params(torch.Generator().manual_seed(0))
+    state = torch.get_rng_state()
+    p.to_module(w)
+    assert torch.equal(state, torch.get_rng_state())

@@ -44,6 +44,7 @@ from typing import Literal
 import torch
 from pydantic import Field, field_validator
 from torch import Tensor
+from torch.nn.utils import skip_init
 
 from sgdlab.errors import ConfigError
 from sgdlab.problems.base import Problem, ProblemParams
@@ -205,7 +206,7 @@ class LinearRegression(Problem):
         return float(torch.linalg.eigvalsh(self.H.double()).max())
 
     def to_module(self, w: Tensor) -> tuple[torch.nn.Module, object]:
-        model = torch.nn.Linear(self.dim, 1, bias=False, dtype=w.dtype, device=w.device)
+        model = skip_init(torch.nn.Linear, self.dim, 1, bias=False, dtype=w.dtype, device=w.device)
         with torch.no_grad():
             model.weight.copy_(w.detach().reshape(1, -1))
         return model, half_mse

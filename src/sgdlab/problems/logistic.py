@@ -36,6 +36,7 @@ import math
 import torch
 from pydantic import Field
 from torch import Tensor
+from torch.nn.utils import skip_init
 
 from sgdlab.problems.classifier import ClassifierProblem, _cross_entropy, batched_affine
 from sgdlab.problems.datasets import DataParams
@@ -274,7 +275,7 @@ class LogisticRegression(ClassifierProblem):
     def to_module(self, w: Tensor) -> tuple[torch.nn.Module, object]:
         p, C = self.n_features, self.n_classes
         V = w.detach().reshape(p + 1, C)
-        model = torch.nn.Linear(p, C, dtype=w.dtype, device=w.device)
+        model = skip_init(torch.nn.Linear, p, C, dtype=w.dtype, device=w.device)
         with torch.no_grad():
             model.weight.copy_(V[:p].T)
             model.bias.copy_(V[p])

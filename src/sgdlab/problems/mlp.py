@@ -33,6 +33,7 @@ from typing import Literal
 import torch
 from pydantic import Field, field_validator
 from torch import Tensor
+from torch.nn.utils import skip_init
 
 from sgdlab.problems import autodiff
 from sgdlab.problems.classifier import ClassifierProblem, _cross_entropy, batched_affine
@@ -141,7 +142,7 @@ class MLP(ClassifierProblem):
         mods: list[torch.nn.Module] = []
         layers = self.unflatten(w.detach().unsqueeze(0))
         for i, (A, b) in enumerate(layers):
-            lin = torch.nn.Linear(A.shape[1], A.shape[2], dtype=w.dtype, device=w.device)
+            lin = skip_init(torch.nn.Linear, A.shape[1], A.shape[2], dtype=w.dtype, device=w.device)
             with torch.no_grad():
                 lin.weight.copy_(A[0].T)
                 lin.bias.copy_(b[0, 0])
