@@ -65,3 +65,28 @@ def test_bad_chain_and_unknown_run(tmp_path):
     assert out.exit_code == 2 and "--chains" in out.output
     out = runner.invoke(app, ["sharpness", "nope", "--store", str(path)])
     assert out.exit_code == 1 and "no run" in out.output
+
+
+def test_diverged_chains_are_not_measured_by_default(tmp_path):
+    path = tmp_path / "s.duckdb"
+    res = sgdlab.run(
+        {
+            "problem": {"name": "quadratic", "eigenvalues": EIGS},
+            "optimizer": {"name": "sgd", "lr": [0.1, 5.0]},
+            "batch": {"size": 4, "sampling": "stream"},
+            "chains": 4, "steps": 400, "dtype": "float64",
+        },
+        store=path,
+    )
+    assert res.diverged.tolist() == [False, False, True, True]
+    out = runner.invoke(app, ["sharpness", res.run_id, "--store", str(path)])
+    assert out.exit_code == 0, out.output
+    with Store(path, read_only=True) as db:
+        assert {m["chain"] for m in db.measurements(res.run_id)} == {0, 1}
+
+
+def test_missing_store_is_not_created(tmp_path):
+    path = tmp_path / "none.duckdb"
+    out = runner.invoke(app, ["sharpness", "abc", "--store", str(path)])
+    assert out.exit_code == 1 and "no results store" in out.output
+    assert not path.exists()

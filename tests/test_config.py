@@ -25,7 +25,7 @@ def test_quickstart_file_equals_builtin_default():
 def test_defaults_and_hash_stable():
     a, b = load_config(base()), load_config(base())
     assert a.hash() == b.hash()
-    assert a.batch.sampling == "without_replacement"
+    assert a.batch.sampling == "auto"
     assert load_config(base(seed=1)).hash() != a.hash()
 
 
@@ -68,3 +68,49 @@ def test_missing_problem_and_file():
 def test_string_shorthand_for_named_sections():
     cfg = load_config({"problem": "quadratic", "optimizer": {"name": "sgd", "lr": 1.0}})
     assert cfg.problem.name == "quadratic"
+
+
+def test_yaml_streams_off_key_is_a_string(tmp_path):
+    """YAML 1.1 would read the key ``off`` as the boolean False; configs use YAML 1.2 booleans."""
+    path = tmp_path / "c.yaml"
+    path.write_text("problem: {name: quadratic}\nstreams: {off: [dropout], seeds: {sampling: 7}}\n"
+                    "record: {average: true}\n")
+    cfg = load_config(path)
+    assert cfg.streams.off == ["dropout"] and cfg.streams.seeds == {"sampling": 7}
+    assert cfg.record.average is True
+
+
+def test_docs_config_example_loads(tmp_path):
+    text = (ROOT / "docs" / "config.md").read_text()
+    block = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "c.yaml"
+    path.write_text(block)
+    cfg = load_config(path)
+    assert cfg.streams.off == ["dropout"] and cfg.chains == 64
+
+
+def test_error_messages_are_one_clear_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("problem: {name: quadratic\nchains: 3\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert "not valid YAML" in e.value.message and "line" in e.value.message
+    assert "\n" not in e.value.message
+    with pytest.raises(ConfigError) as e:
+        load_config({"problem": None})
+    assert e.value.field == "problem" and "missing" in e.value.message
+
+
+def test_hash_fills_component_defaults_and_normalizes():
+    bare = load_config(base())
+    same = [
+        base(schedule={"name": "constant", "warmup": 0}),
+        base(optimizer={"name": "sgd", "lr": [0.1], "weight_decay": 0.0}),
+        base(problem={"name": "quadratic", "dim": 3, "mu": 0.1}),
+    ]
+    for cfg in same:
+        assert load_config(cfg).hash() == bare.hash(), cfg
+    assert load_config(base(optimizer={"name": "sgd", "lr": 1})).hash() == load_config(
+        base(optimizer={"name": "sgd", "lr": 1.0})
+    ).hash()
+    assert load_config(base(problem={"name": "quadratic", "dim": 4})).hash() != bare.hash()

@@ -88,13 +88,43 @@ def test_divergence_of_one_chain_leaves_others_untouched():
     assert np.isnan(sub[1, steps > t_div]).all() and np.isfinite(sub[[0, 2]]).all()
 
 
-def test_polyak_average_recorded():
-    res = sgdlab.run(quad_cfg(record={"every": 10, "average": True}))
-    steps, avg = res.metric("avg_suboptimality")
-    assert avg.shape == (6, len(steps)) and res.average_params is not None
-    # at the end, the average of a noisy stationary chain is closer to w* on average
-    _, last = res.metric("suboptimality")
-    assert np.median(avg[:, -1]) < np.median(last[:, 0])
+def test_polyak_average_is_the_exact_mean_of_the_iterates():
+    """Full-batch GD on the quadratic has analytic iterates w_t = w* + M^t (w0 − w*), M = I − ηA;
+    the recorded average over average_start ≤ t ≤ T must be their exact mean."""
+    prob = {"name": "quadratic", "dim": 3, "n": 20, "rotate": True}
+    cfg = quad_cfg(problem=prob, batch={"sampling": "full"}, steps=40, chains=2,
+                   record={"every": 10, "average": True, "average_start": 5})
+    plan = prepare(cfg)
+    p = plan.problem
+    res = sgdlab.run(cfg)
+    w0 = torch.stack([p.init_params(g) for g in plan.streams.generators("init", 2)])
+    M = torch.eye(3, dtype=torch.float64) - 0.1 * p.A
+    iterates = [p.w_star + (w0 - p.w_star) @ torch.linalg.matrix_power(M, t).T
+                for t in range(5, 41)]
+    torch.testing.assert_close(res.average_params, torch.stack(iterates).mean(0),
+                               rtol=1e-10, atol=1e-12)
+    steps, avg = res.metric("avg_objective")
+    assert steps.tolist() == [10, 20, 30, 40]
+    np.testing.assert_allclose(avg[:, -1], p.objective(res.average_params).numpy(), rtol=1e-12)
+
+
+def test_average_start_after_the_last_step_is_an_error():
+    with pytest.raises(sgdlab.ConfigError) as e:
+        sgdlab.run(quad_cfg(steps=10, record={"average": True, "average_start": 50}))
+    assert e.value.field == "record.average_start"
+
+
+def test_population_problem_defaults_to_stream_sampling():
+    res = sgdlab.run({"problem": {"name": "quadratic", "dim": 2}, "steps": 5, "chains": 2})
+    assert res.metric("loss")[1].shape == (2, 1)
+
+
+def test_temperature_only_for_plain_step_rules():
+    noisy = {"every": 5, "noise": True}
+    sgd = sgdlab.run(quad_cfg(steps=10, record=noisy))
+    adam = sgdlab.run(quad_cfg(steps=10, record=noisy, optimizer={"name": "adam", "lr": 0.01}))
+    assert "noise_temperature" in sgd.metrics and "noise_temperature" not in adam.metrics
+    assert "noise_trace" in adam.metrics
 
 
 def test_full_batch_is_gradient_descent_and_chains_agree():

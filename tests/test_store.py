@@ -54,6 +54,9 @@ def test_unknown_run_and_ambiguous(tmp_path):
             db.run("zzzz")
         with pytest.raises(sgdlab.StoreError, match="ambiguous"):
             db.resolve("")
+        for wildcard in ("%", "_"):  # prefixes are literal, not SQL LIKE patterns
+            with pytest.raises(sgdlab.StoreError, match="no run"):
+                db.resolve(wildcard)
 
 
 def test_missing_store_read_only(tmp_path):

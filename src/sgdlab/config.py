@@ -24,6 +24,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -62,7 +63,9 @@ def validate_section(model: type[BaseModel], data: Any, section: str) -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
+        errors = exc.errors()
+        # an unknown key explains a "missing field" better than the other way round
+        err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
         loc = tuple(err.get("loc", ()))
         field = _format_loc(section, loc)
         if err["type"] == "extra_forbidden":
@@ -73,8 +76,46 @@ def validate_section(model: type[BaseModel], data: Any, section: str) -> Any:
             raise ConfigError(
                 field, f"unknown key {key!r}{suggestion} (valid keys: {', '.join(known)})"
             ) from None
-        msg = err.get("msg", "invalid value")
-        raise ConfigError(field, f"{msg} (got {err.get('input')!r})") from None
+        msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+        got = err.get("input")
+        if err["type"] != "missing" and repr(got) not in msg:
+            msg = f"{msg} (got {got!r})"
+        raise ConfigError(field, msg) from None
+
+
+#: bumped whenever the same config would give different results (engine or component
+#: changes), so that stores never serve runs computed by older code as current ones
+HASH_VERSION = 1
+
+
+def _normalize(value: Any) -> Any:
+    """Per-chain lists of one value are that value; numbers compare as floats."""
+    if isinstance(value, list):
+        items = [_normalize(v) for v in value]
+        return items[0] if len(items) == 1 else items
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def _component(section: str, named: NamedSection) -> dict[str, Any]:
+    """A named section validated by its component, with the component's defaults filled in."""
+    if section == "problem":
+        from sgdlab.problems import problem_class
+
+        params_model = problem_class(named.name).Params
+    elif section == "optimizer":
+        from sgdlab.optim import optimizer_class
+
+        params_model = optimizer_class(named.name).Params
+    else:
+        from sgdlab.optim import schedule_class
+
+        params_model = schedule_class(named.name).Params
+    dumped = validate_section(params_model, named.params(), section).model_dump(mode="json")
+    if section == "optimizer":
+        dumped = {k: _normalize(v) for k, v in dumped.items()}
+    return {"name": named.name, **dumped}
 
 
 class _Section(BaseModel):
@@ -96,8 +137,10 @@ class NamedSection(BaseModel):
 
 class BatchConfig(_Section):
     size: int | None = Field(32, gt=0, description="minibatch size b (ignored by 'full')")
-    sampling: Literal["with_replacement", "without_replacement", "full", "stream"] = Field(
-        "without_replacement", description="how minibatches are drawn"
+    sampling: Literal["auto", "with_replacement", "without_replacement", "full", "stream"] = Field(
+        "auto",
+        description="how minibatches are drawn (auto: without_replacement on a finite dataset, "
+        "stream from a population)",
     )
 
 
@@ -158,19 +201,48 @@ class RunConfig(_Section):
     device: str = Field("cpu", description="torch device, e.g. cpu or cuda")
 
     def canonical(self) -> dict[str, Any]:
-        """JSON-able dict with defaults filled in (what is hashed and stored)."""
+        """JSON-able dict with every default filled in, the components' own included
+        (what is hashed and stored): equivalent configs give equal dicts."""
         data = self.model_dump(mode="json", exclude={"name"})
         for key in ("problem", "optimizer", "schedule"):
-            data[key] = getattr(self, key).full()
+            data[key] = _component(key, getattr(self, key))
         return data
 
     def hash(self) -> str:
-        """Stable SHA-256 (16 hex digits) of :meth:`canonical`: equal configs, equal hashes."""
-        blob = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
+        """Stable SHA-256 (16 hex digits) of :meth:`canonical` and :data:`HASH_VERSION`."""
+        payload = {"hash_version": HASH_VERSION, **self.canonical()}
+        blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 _SECTION_KEYS = list(RunConfig.model_fields)
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """YAML 1.2 booleans: only true/false (YAML 1.1 also reads on/off/yes/no as booleans,
+    which would turn the ``streams.off`` key into ``False``)."""
+
+
+_ConfigLoader.yaml_implicit_resolvers = {
+    key: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool",
+    re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"),
+)
+
+
+def load_yaml(text: str, source: str = "config") -> Any:
+    """Parse config YAML (YAML 1.2 booleans); a syntax error is a one-line ConfigError."""
+    try:
+        return yaml.load(text, Loader=_ConfigLoader)  # a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError("config", f"{source} is not valid YAML: {problem}{where}") from None
 
 
 def load_config(source: RunConfig | dict[str, Any] | str | Path) -> RunConfig:
@@ -181,15 +253,12 @@ def load_config(source: RunConfig | dict[str, Any] | str | Path) -> RunConfig:
         path = Path(source)
         if not path.exists():
             raise ConfigError("config", f"file {str(path)!r} does not exist")
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise ConfigError("config", f"{path} is not valid YAML: {exc}") from None
+        data = load_yaml(path.read_text(), str(path))
     else:
         data = source
     if not isinstance(data, dict):
         raise ConfigError("config", "must be a mapping with at least a 'problem' section")
-    if "problem" not in data:
+    if data.get("problem") is None:
         raise ConfigError("problem", "missing: give at least problem: {name: ...}")
     for section in ("problem", "optimizer", "schedule"):
         value = data.get(section)

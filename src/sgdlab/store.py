@@ -286,7 +286,7 @@ class Store:
     def resolve(self, run_id: str) -> str:
         """The full id of the run whose id starts with ``run_id`` (must be unique)."""
         rows = self.con.execute(
-            "SELECT run_id FROM runs WHERE run_id LIKE ? || '%'", [run_id]
+            "SELECT run_id FROM runs WHERE starts_with(run_id, ?)", [run_id]
         ).fetchall()
         if not rows:
             raise StoreError(f"no run {run_id!r} in {self.path}; `sgdlab runs` lists them")

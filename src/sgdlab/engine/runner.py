@@ -42,6 +42,10 @@ from sgdlab.problems import Problem, build_problem
 from sgdlab.rng import Streams
 
 Progress = Callable[[int, int], None]
+#: update rules whose effective step under momentum m is η/(1−m)
+_HEAVY_BALL = ("momentum", "nesterov")
+#: update rules for which the effective temperature η·tr Σ/(2bd) is meaningful
+_LANGEVIN_RULES = ("sgd", "momentum", "nesterov", "sgld")
 
 
 @dataclass
@@ -86,6 +90,12 @@ def prepare(config: RunConfig | dict | str | Path) -> Plan:
         raise ConfigError("device", f"unknown device {cfg.device!r}: use cpu or cuda") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device", "cuda was asked for but no GPU is available: use cpu")
+    if cfg.record.average and cfg.record.average_start > cfg.steps:
+        raise ConfigError(
+            "record.average_start",
+            f"{cfg.record.average_start} is after the last step ({cfg.steps}): nothing would be "
+            "averaged; use a value ≤ steps",
+        )
     streams = Streams(cfg.seed, seeds=cfg.streams.seeds, off=frozenset(cfg.streams.off))
     problem = build_problem(cfg.problem.name, cfg.problem.params(), streams, dtype)
     problem.to(device)
@@ -191,8 +201,11 @@ def execute(plan: Plan, progress: Progress | None = None) -> _Loop:
             rec.add("grad_norm", t, torch.linalg.vector_norm(grad, dim=1), dead)
             rec.add("lr", t, lr.expand(K) if lr.dim() == 0 else lr, dead)
             if cfg.record.noise and plan.sampler.batch_size > 1:
-                momentum = getattr(rule, "momentum", 0.0)
+                # heavy-ball momentum m scales the step to η/(1−m); other rules have no m
+                momentum = getattr(rule, "momentum", 0.0) if rule.name in _HEAVY_BALL else 0.0
                 stats = noise_statistics(problem, W, x, y, lr.expand(K), momentum)
+                if rule.name not in _LANGEVIN_RULES:
+                    stats.pop("noise_temperature")  # the SGD–Langevin analogy needs plain steps
                 for key, value in stats.items():
                     rec.add(key, t, value, dead)
         if clip_norm is not None:
@@ -261,24 +274,24 @@ def run(
             )
         try:
             loop = execute(plan, progress)
+            result = RunResult(
+                run_id=run_id,
+                config=canonical,
+                config_hash=cfg.hash(),
+                metrics=loop.recorder.result(),
+                final_params=loop.W.detach().cpu(),
+                diverged_at=loop.diverged_at.cpu().numpy(),
+                seed_entropy=str(plan.streams.entropy),
+                wall_seconds=loop.seconds,
+                average_params=None if loop.avg is None else loop.avg.detach().cpu(),
+                store_path=None if db is None else db.path,
+            )
+            if db is not None:
+                db.complete_run(result)
         except BaseException as exc:
             if db is not None:
                 db.fail_run(run_id, f"{type(exc).__name__}: {exc}")
             raise
-        result = RunResult(
-            run_id=run_id,
-            config=canonical,
-            config_hash=cfg.hash(),
-            metrics=loop.recorder.result(),
-            final_params=loop.W.detach().cpu(),
-            diverged_at=loop.diverged_at.cpu().numpy(),
-            seed_entropy=str(plan.streams.entropy),
-            wall_seconds=loop.seconds,
-            average_params=None if loop.avg is None else loop.avg.detach().cpu(),
-            store_path=None if db is None else db.path,
-        )
-        if db is not None:
-            db.complete_run(result)
         return result
     finally:
         if owns and db is not None:

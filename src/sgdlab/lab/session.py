@@ -79,11 +79,20 @@ def store_run(db: Store, result: RunResult, name: str) -> None:
     from sgdlab.rng import Streams
 
     cfg = load_config(result.config)
-    streams = Streams(cfg.seed, seeds=cfg.streams.seeds, off=frozenset(cfg.streams.off))
+    # the entropy the run actually used (a config with seed None drew fresh entropy)
+    streams = Streams(
+        int(result.seed_entropy), seeds=cfg.streams.seeds, off=frozenset(cfg.streams.off)
+    )
     db.begin_run(
-        result.run_id, kind="lab", name=name, config=result.config,
-        config_hash=result.config_hash, streams=streams.describe(), chains=result.chains,
-        steps=cfg.steps, problem={"name": cfg.problem.name},
+        result.run_id,
+        kind="lab",
+        name=name,
+        config=result.config,
+        config_hash=result.config_hash,
+        streams=streams.describe(),
+        chains=result.chains,
+        steps=cfg.steps,
+        problem={"name": cfg.problem.name},
     )
     db.complete_run(result)
 
@@ -101,8 +110,11 @@ def resolve_runs(
     todo: list[tuple[str, dict[str, Any]]] = []
     reused = 0
     for key, cfg in grid.items():
-        h = load_config(cfg).hash()
-        rid = db.find_complete(h) if db is not None else None
+        loaded = load_config(cfg)
+        # a run without a fixed seed is never a reproduction of this config: never reuse it
+        rid = (
+            db.find_complete(loaded.hash()) if db is not None and loaded.seed is not None else None
+        )
         if rid is not None:
             runs[key] = load_run(db, rid)
             reused += 1
@@ -186,14 +198,22 @@ def run_studies(
         if owns and db is not None:
             db.close()
     fj = out_dir / "findings.json"
-    fj.write_text(json.dumps(
-        {"quick": quick, "studies": names, "findings": [f.to_dict() for f in findings]},
-        indent=2,
-    ))
+    fj.write_text(
+        json.dumps(
+            {"quick": quick, "studies": names, "findings": [f.to_dict() for f in findings]},
+            indent=2,
+        )
+    )
     report = write_report(findings, out_dir, quick=quick)
     figures = sorted({out_dir / f.figure for f in findings if f.figure})
     return LabOutcome(
-        findings=findings, out=out_dir, report=report, findings_json=fj, figures=figures,
-        runs_total=total, runs_reused=reused, seconds=time.perf_counter() - start,
+        findings=findings,
+        out=out_dir,
+        report=report,
+        findings_json=fj,
+        figures=figures,
+        runs_total=total,
+        runs_reused=reused,
+        seconds=time.perf_counter() - start,
         per_study_seconds=per_study,
     )

@@ -9,7 +9,9 @@ Modes (``batch.sampling``):
   batch is a simple random sample, so its gradient has covariance Σ/b · (N−b)/(N−1).
 * ``full`` — the whole dataset every step: gradient descent (no sampling noise).
 * ``stream`` — b fresh samples from the population every step (population problems,
-  or finite problems treated as infinite: sampling with replacement is the same law).
+  or finite problems treated as infinite: sampling with replacement is the same law);
+* ``auto`` (the default) — ``without_replacement`` on a finite dataset, ``stream`` from a
+  population.
 
 When the ``sampling`` source is turned off, ``with_replacement`` and
 ``without_replacement`` become deterministic: batch t is samples tb, …, tb+b−1 (mod N),
@@ -30,7 +32,7 @@ from sgdlab.noise.draws import ChainDraws, block_steps
 from sgdlab.problems.base import Problem
 from sgdlab.rng import Streams
 
-SAMPLING_MODES = ("with_replacement", "without_replacement", "full", "stream")
+SAMPLING_MODES = ("auto", "with_replacement", "without_replacement", "full", "stream")
 
 
 class Sampler:
@@ -143,6 +145,8 @@ def make_sampler(
     errors name ``batch.*`` fields."""
     if mode not in SAMPLING_MODES:
         raise ConfigError("batch.sampling", f"unknown mode {mode!r}; use one of {SAMPLING_MODES}")
+    if mode == "auto":
+        mode = "without_replacement" if problem.finite else "stream"
     if mode == "full":
         if not problem.finite:
             raise ConfigError(

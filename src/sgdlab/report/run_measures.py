@@ -54,16 +54,30 @@ def rebuild_problem(info: dict[str, Any]) -> Problem:
     return build_problem(name, prob, run_streams(info), torch.float64)
 
 
-def select_chains(params: np.ndarray, chains: Sequence[int] | None, default: int) -> list[int]:
-    """Chains to measure: the given ones (checked), else the first ``default`` finite ones."""
+def select_chains(
+    params: np.ndarray, chains: Sequence[int] | None, default: int, diverged: Sequence[int] = ()
+) -> list[int]:
+    """Chains to measure: the given ones (checked), else the first ``default`` chains that did
+    not diverge (a diverged chain is frozen at its last finite, meaningless, parameters)."""
     K = params.shape[0]
     if chains:
         bad = [k for k in chains if not 0 <= k < K]
         if bad:
             raise ConfigError("--chains", f"chain {bad[0]} does not exist (the run has {K})")
         return list(chains)
-    finite = [k for k in range(K) if np.isfinite(params[k]).all()]
-    return finite[:default]
+    skip = set(diverged)
+    return [k for k in range(K) if k not in skip and np.isfinite(params[k]).all()][:default]
+
+
+def _open(store_path: Path) -> Store:
+    if not Path(store_path).exists():
+        raise StoreError(f"no results store at {store_path}: run something first")
+    return Store(store_path)
+
+
+def _probe_generator(streams: Streams, info: dict[str, Any], k: int) -> torch.Generator:
+    """The ``probe`` stream of the run's chain k (its number is ``first_chain + k``)."""
+    return streams.generator("probe", int(info["config"].get("first_chain", 0)) + k)
 
 
 def _objective(problem: Problem):
@@ -85,19 +99,20 @@ def sharpness_of_run(
     stored as measurements ``sharpness/<name>``. Returns one dict per chain."""
     from sgdlab.measure.sharpness_measures import sharpness
 
-    with Store(store_path) as db:
+    with _open(store_path) as db:
         info = db.run(run_id)
         problem = rebuild_problem(info)
         params = db.params(info["run_id"])
+        diverged = db.diverged(info["run_id"])
         if params.shape[1] != problem.dim:
             raise StoreError(f"stored parameters have d={params.shape[1]}, problem d={problem.dim}")
         streams = run_streams(info)
         fn = _objective(problem)
         out = []
-        for k in select_chains(params, chains, default=4):
+        for k in select_chains(params, chains, 4, diverged):
             w = torch.as_tensor(params[k], dtype=torch.float64)
             res = sharpness(fn, w=w, epsilon=epsilon, rho=rho, tol=tol,
-                            generator=streams.generator("probe", k))
+                            generator=_probe_generator(streams, info, k))
             values = res.as_dict()
             details = {"epsilon": epsilon, "rho": rho, "asam_rho": res.asam_rho,
                        "tol": tol, "n_hvp": res.n_hvp, "objective": "F (full)"}
@@ -133,18 +148,18 @@ def landscape_of_run(
 
     folder = out if out is not None else store_path.parent / "figures"
     paths: list[Path] = []
-    with Store(store_path) as db:
+    with _open(store_path) as db:
         info = db.run(run_id)
         rid = info["run_id"]
         problem = rebuild_problem(info)
         params = db.params(rid)
         streams = run_streams(info)
         fn = problem.objective
-        picked = select_chains(params, chains, default=2)
+        picked = select_chains(params, chains, 2, db.diverged(rid))
         alphas = np.linspace(-1, 1, points)
         for k in picked:
             w = torch.as_tensor(params[k], dtype=torch.float64)
-            gen = streams.generator("probe", k)
+            gen = _probe_generator(streams, info, k)
             scale = span * (float(w.norm()) if float(w.norm()) > 0 else 1.0)
             d1, d2 = (scale * random_direction(w, gen, normalization="unit") for _ in range(2))
             line = line_slice(fn, w, d1, alphas, vectorized=True, kind="random")
