@@ -238,7 +238,8 @@ class Monitor:
         self._add("b_simple", tr / g2_unbiased if g2_unbiased > 0 else float("nan"))
         # two-batch estimator with micro-batches of one sample: E|g_i|² = |G|² + tr Σ(n−1)/n
         self.noise_scale.update(g2 + tr * (b - 1) / b, g2, 1, b)
-        self._add("noise_scale", self.noise_scale.b_simple)
+        scale = self.noise_scale.b_simple  # inf while the |G|² estimate is not positive
+        self._add("noise_scale", scale if math.isfinite(scale) else float("nan"))
         self._add("mean_gsnr", stats.mean_gsnr)
         if isinstance(self.optimizer, torch.optim.SGD):  # the Langevin analogy is for SGD
             group = self.optimizer.param_groups[0]
