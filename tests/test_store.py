@@ -114,3 +114,16 @@ def test_failed_run_marked(tmp_path, monkeypatch):
     with Store(path, read_only=True) as db:
         (row,) = db.runs()
         assert row["status"] == "failed" and "boom" in row["error"]
+
+
+def test_nan_metrics_round_trip(tmp_path):
+    """A diverged chain's metrics are NaN after its divergence step, in the store too."""
+    path = tmp_path / "s.duckdb"
+    res = sgdlab.run(cfg(optimizer={"name": "sgd", "lr": [0.1, 50.0]}, chains=2, steps=200,
+                         problem={"name": "quadratic", "dim": 3, "L": 2.0}), store=path)
+    assert res.diverged.tolist() == [False, True]
+    _, sub = res.metric("suboptimality")
+    assert np.isnan(sub[1, -1])
+    with Store(path, read_only=True) as db:
+        _, stored = db.metric(res.run_id, "suboptimality")
+    np.testing.assert_array_equal(stored, sub)  # NaN positions included

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from sgdlab.advice import Advice, advise
 from sgdlab.config import RunConfig, load_config
 from sgdlab.engine.result import RunResult
 from sgdlab.engine.runner import run
@@ -23,6 +24,7 @@ from sgdlab.store import Store
 
 __all__ = [
     "STREAM_NAMES",
+    "Advice",
     "ConfigError",
     "Monitor",
     "RunConfig",
@@ -32,6 +34,7 @@ __all__ = [
     "StoreError",
     "Streams",
     "__version__",
+    "advise",
     "load_config",
     "run",
 ]

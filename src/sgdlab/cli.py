@@ -235,6 +235,26 @@ def landscape_cmd(
             console.print(f"figure: {path.resolve()}")
 
 
+@app.command("advise")
+def advise_cmd(
+    run_id: Annotated[str, typer.Argument(help="run id (a unique prefix is enough)")],
+    store: StoreOpt = None,
+) -> None:
+    """What to change (batch size, learning rate, clipping), from a run's measured noise."""
+    from sgdlab.report.summary import advice_for_run
+
+    try:
+        items = advice_for_run(run_id, _store_path(store))
+    except SgdlabError as exc:
+        _fail(exc)
+        return
+    if not items:
+        console.print("no advice: no rule fired (batch near the noise scale, no spikes, stable "
+                      "loss — or the run recorded no noise statistics: record.noise / Monitor)")
+    for item in items:
+        console.print(f"[bold]{item.kind}[/]: {item.message}", highlight=False)
+
+
 @app.command("demo")
 def demo_cmd(
     store: StoreOpt = None,

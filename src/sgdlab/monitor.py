@@ -10,7 +10,8 @@ Two lines attach it::
 
 What it records (step t counts calls to :meth:`Monitor.step`):
 
-* every ``every`` steps, at no extra cost: ``loss`` (the value passed in), ``grad_norm``
+* every ``every`` steps, at no extra cost: ``batch_size``, ``loss`` (the value passed in),
+  ``grad_norm``
   (‖∇L‖₂ read from the parameters' ``.grad``, i.e. the gradient this step used), ``lr``
   (read from the optimizer; ``lr/group<i>`` for further parameter groups);
 * every ``noise_every`` steps, one extra forward/backward on the same batch through
@@ -23,9 +24,11 @@ What it records (step t counts calls to :meth:`Monitor.step`):
 
 It never changes the trajectory: the extra pass runs under ``torch.random.fork_rng`` (the
 global RNG state is restored, so the user's dropout masks are unchanged), and the model's
-modes and ``.grad`` are restored. The run is written to the DuckDB store when the ``with``
-block ends (``kind='monitor'``, one chain), complete or — if the loop raised — ``failed``
-with the data gathered so far, so ``sgdlab runs`` / ``sgdlab show`` display it.
+modes and ``.grad`` are restored. :meth:`Monitor.advice` turns the measurements into advice
+(batch size against the noise scale, clipping, learning rate). The run is written to the
+DuckDB store when the ``with`` block ends (``kind='monitor'``, one chain), complete or — if
+the loop raised — ``failed`` with the data gathered so far, so ``sgdlab runs`` / ``sgdlab
+show`` display it.
 """
 
 from __future__ import annotations
@@ -199,6 +202,8 @@ class Monitor:
         """Record this step (call once per step, after ``optimizer.step()``)."""
         t = self.t
         if t % self.every == 0:
+            x0 = inputs[0] if isinstance(inputs, tuple | list) else inputs
+            self._add("batch_size", float(x0.shape[0]))
             if loss is not None:
                 self._add("loss", float(loss.detach()) if isinstance(loss, Tensor) else loss)
             self._add("grad_norm", self._grad_norm())
@@ -251,3 +256,11 @@ class Monitor:
     def summary(self) -> dict[str, float]:
         """Last recorded value of every metric."""
         return {k: v[-1] for k, v in self._values.items() if v}
+
+    def advice(self) -> list[Any]:
+        """What to change, from what was measured (:func:`sgdlab.advice.advise`)."""
+        from sgdlab.advice import advise
+
+        last = self.summary()
+        b = last.get("batch_size")
+        return advise(self.metrics, batch_size=None if b is None else int(b), lr=last.get("lr"))

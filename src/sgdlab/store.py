@@ -336,7 +336,8 @@ class Store:
         values = np.full((len(chains), len(steps)), np.nan)
         ci = np.searchsorted(chains, res["chain"])
         si = np.searchsorted(steps, res["step"])
-        values[ci, si] = res["value"]
+        # NaN (e.g. after a chain diverged) is stored as NULL: read it back as NaN
+        values[ci, si] = np.ma.filled(np.ma.asarray(res["value"], dtype=np.float64), np.nan)
         return steps, values
 
     def metrics(self, run_id: str, names: Iterable[str] | None = None) -> dict:

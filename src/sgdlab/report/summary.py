@@ -78,3 +78,20 @@ def show_run(run_id: str, store_path: Path, out: Path | None, console: Console) 
     )
     console.print(f"figure: {path.resolve()}")
     return path
+
+
+def advice_for_run(run_id: str, store_path: Path) -> list:
+    """:func:`sgdlab.advice.advise` on a stored run (engine or Monitor)."""
+    from sgdlab.advice import advise
+    from sgdlab.store import Store
+
+    with Store(store_path, read_only=True) as db:
+        info = db.run(run_id)
+        metrics = db.metrics(info["run_id"])
+    cfg = info["config"]
+    batch = cfg.get("batch") or {}
+    b = batch.get("size") if batch.get("sampling") != "full" else (info["problem"] or {}).get("n")
+    if "batch_size" in metrics:
+        b = int(np.nanmedian(metrics["batch_size"][1][:, -1]))
+    lr = float(np.nanmedian(metrics["lr"][1][:, -1])) if "lr" in metrics else None
+    return advise(metrics, batch_size=b, lr=lr)
