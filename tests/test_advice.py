@@ -32,6 +32,8 @@ def test_small_batch_below_noise_scale_advises_larger_batch_with_scaled_lr():
     m = {"noise_scale": series([500.0, 512.0])}
     (a,) = advise(m, batch_size=32, lr=0.1)
     assert a.kind == "batch_size" and "512" in a.message and "1.6" in a.message  # 0.1·512/32
+    # steps S ∝ 1 + B/b: (1 + 512/32) / (1 + 512/512) = 8.5
+    assert "8.5× fewer steps" in a.message
 
 
 def test_batch_far_above_noise_scale():
