@@ -10,8 +10,9 @@ the rule that fired and the numbers behind it. The rules, in order:
    measured noise scale (tr Σ/|G|²; ``noise_scale`` from the Monitor or ``noise_b_simple``
    from the engine), a batch b < B_simple/4 is noise-dominated — a batch near B_simple needs
    S(b)/S(B) = (1 + B_simple/b)/(1 + B_simple/B) times fewer steps (McCandlish et al. 2018,
-   taking B_crit ≈ B_simple), with the learning rate scaled linearly (or by √k); b > 4·B_simple is past the critical batch size —
-   diminishing returns, a smaller batch needs fewer examples for the same progress.
+   taking B_crit ≈ B_simple), with the learning rate scaled linearly (or by √k);
+   b > 4·B_simple is past the critical batch size — diminishing returns, a smaller batch
+   needs fewer examples for the same progress.
    Otherwise b is near the critical batch size and nothing is advised.
 3. **Gradient spikes** — max/median of the recorded gradient norms above 10: clip the
    global norm near the 95th percentile of the recorded norms (§5, "gradient clipping").
