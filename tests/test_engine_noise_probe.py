@@ -4,9 +4,10 @@ import numpy as np
 import torch
 
 import sgdlab
-from sgdlab.engine.noise_probe import noise_statistics, per_sample_gradients
+from sgdlab.engine.noise_probe import noise_statistics
 from sgdlab.measure import gradient_noise
 from sgdlab.problems import build_problem
+from sgdlab.problems.autodiff import per_sample_gradients
 from sgdlab.rng import Streams
 
 

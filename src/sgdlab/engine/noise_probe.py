@@ -2,7 +2,8 @@
 
 At a recorded step t, for each chain k and its minibatch ξ_{k,1..b}, the per-sample
 gradients g_i = ∇f(w_t; ξ_i) are computed for all chains at once by giving every sample its
-own copy of its chain's parameters (``W`` repeated b times: one backward pass, no loop), and
+own copy of its chain's parameters (:func:`sgdlab.problems.autodiff.per_sample_gradients`:
+one backward pass, no loop), and
 
 * ``noise_trace``    tr Σ̂ = (1/(b−1)) Σ_i ‖g_i − ḡ‖²  (unbiased per-sample covariance trace),
 * ``noise_grad_sq``  ‖ḡ‖² (the minibatch gradient's squared norm),
@@ -22,29 +23,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from sgdlab.problems.autodiff import per_sample_gradients
 from sgdlab.problems.base import Problem
-
-#: bound on K·b·d elements of per-sample gradients held at once
-MAX_ELEMENTS = 1 << 25
-
-
-def per_sample_gradients(problem: Problem, W: Tensor, x: Tensor, y: Tensor) -> Tensor:
-    """∇f(W_k; ξ_{k,i}) for every chain and sample: ``[K, b, d]`` (chunked over chains)."""
-    K, b = y.shape[0], y.shape[1]
-    d = W.shape[1]
-    step = max(1, MAX_ELEMENTS // max(1, b * d))
-    out = []
-    for start in range(0, K, step):
-        Wc = W[start : start + step].detach()
-        k = Wc.shape[0]
-        Wr = Wc.repeat_interleave(b, dim=0).requires_grad_(True)
-        xr = x[start : start + step].reshape(k * b, 1, *x.shape[2:])
-        yr = y[start : start + step].reshape(k * b, 1)
-        with torch.enable_grad():
-            loss = problem.per_sample_loss(Wr, xr, yr, None)
-            (g,) = torch.autograd.grad(loss.sum(), Wr)
-        out.append(g.reshape(k, b, d))
-    return torch.cat(out)
 
 
 def noise_statistics(

@@ -140,6 +140,7 @@ class Momentum:
 
     name: ClassVar[str] = "momentum"
     needs_noise: ClassVar[bool] = False
+    nesterov: ClassVar[bool] = False
     Params: ClassVar[type[OptimizerParams]] = MomentumParams
 
     momentum: Tensor | float = 0.9
@@ -159,11 +160,13 @@ class Momentum:
         lr: Tensor,
         noise: Tensor | None = None,
     ) -> tuple[Tensor, MomentumState]:
-        return _heavy_ball(grads, state, params, lr, self.momentum, self.weight_decay, False)
+        return _heavy_ball(
+            grads, state, params, lr, self.momentum, self.weight_decay, self.nesterov
+        )
 
 
 @dataclass(frozen=True, eq=False)
-class Nesterov:
+class Nesterov(Momentum):
     """Nesterov momentum in PyTorch's convention.
 
     ``g ← g + λ w``;  ``v ← m v + g``  (``v₀ = 0``);  ``w ← w − η_t (g + m v)``.
@@ -179,27 +182,7 @@ class Nesterov:
     """
 
     name: ClassVar[str] = "nesterov"
-    needs_noise: ClassVar[bool] = False
-    Params: ClassVar[type[OptimizerParams]] = MomentumParams
-
-    momentum: Tensor | float = 0.9
-    weight_decay: Tensor | float = 0.0
-
-    def __post_init__(self) -> None:
-        tensorize(self)
-
-    def init(self, params: Tensor) -> MomentumState:
-        return MomentumState(torch.zeros_like(params))
-
-    def update(
-        self,
-        grads: Tensor,
-        state: MomentumState,
-        params: Tensor,
-        lr: Tensor,
-        noise: Tensor | None = None,
-    ) -> tuple[Tensor, MomentumState]:
-        return _heavy_ball(grads, state, params, lr, self.momentum, self.weight_decay, True)
+    nesterov: ClassVar[bool] = True
 
 
 @dataclass(frozen=True, eq=False)

@@ -21,14 +21,34 @@ def _chunk(problem: Problem, per_row: int, budget: int = 1 << 24) -> int:
     return max(1, min(problem.n or 1, budget // max(1, per_row)))
 
 
+#: bound on K·b·d elements of per-sample gradients held at once
+MAX_ELEMENTS = 1 << 25
+
+
+def per_sample_gradients(problem: Problem, W: Tensor, x: Tensor, y: Tensor) -> Tensor:
+    """∇f(W_k; ξ_{k,i}) for every chain and sample: ``W [K,d]``, ``x [K,b,...]``, ``y [K,b]``
+    → ``[K, b, d]``. Every sample gets its own copy of its chain's parameters (one backward
+    pass, no loop over samples), in chunks of chains bounded by :data:`MAX_ELEMENTS`."""
+    K, b = y.shape[0], y.shape[1]
+    d = W.shape[1]
+    step = max(1, MAX_ELEMENTS // max(1, b * d))
+    out = []
+    for start in range(0, K, step):
+        Wc = W[start : start + step].detach()
+        k = Wc.shape[0]
+        Wr = Wc.repeat_interleave(b, dim=0).requires_grad_(True)
+        xr = x[start : start + step].reshape(k * b, 1, *x.shape[2:])
+        yr = y[start : start + step].reshape(k * b, 1)
+        with torch.enable_grad():
+            loss = problem.per_sample_loss(Wr, xr, yr, None)
+            (g,) = torch.autograd.grad(loss.sum(), Wr)
+        out.append(g.reshape(k, b, d))
+    return torch.cat(out)
+
+
 def per_sample_grads(problem: Problem, w: Tensor, x: Tensor, y: Tensor) -> Tensor:
     """∇f(w; x_i, y_i) for every row: ``w [d]``, ``x [c, ...]``, ``y [c]`` → ``[c, d]``."""
-    c = x.shape[0]
-    with torch.enable_grad():
-        Wc = w.detach().unsqueeze(0).expand(c, -1).clone().requires_grad_(True)
-        loss = problem.per_sample_loss(Wc, x.unsqueeze(1), y.unsqueeze(1)).sum()
-        (g,) = torch.autograd.grad(loss, Wc)
-    return g
+    return per_sample_gradients(problem, w.unsqueeze(0), x.unsqueeze(0), y.unsqueeze(0))[0]
 
 
 def grad_F(problem: Problem, W: Tensor) -> Tensor:

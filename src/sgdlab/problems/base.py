@@ -194,3 +194,22 @@ class Problem(ABC):
             "f_star": self.f_star,
             "has_w_star": self.w_star is not None,
         }
+
+
+def mean_of_outputs(out: Tensor, target: Tensor) -> Tensor:
+    """Loss for modules that already return per-sample losses: their mean."""
+    return out.mean()
+
+
+class PerSampleLossModule(torch.nn.Module):
+    """One chain of a problem whose data are the samples ξ themselves (quadratic,
+    landscapes) as a module: ``forward(ξ [b, d]) -> f(w; ξ_i) [b]``; pair it with
+    :func:`mean_of_outputs`."""
+
+    def __init__(self, problem: Problem, w: Tensor) -> None:
+        super().__init__()
+        self.problem = problem
+        self.w = torch.nn.Parameter(w.detach().clone())
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.problem.per_sample_loss(self.w.unsqueeze(0), x.unsqueeze(0), x[..., 0])[0]

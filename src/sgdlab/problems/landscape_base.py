@@ -20,7 +20,7 @@ from scipy.optimize import brentq
 from torch import Tensor
 
 from sgdlab.errors import ConfigError
-from sgdlab.problems.base import Problem, ProblemParams
+from sgdlab.problems.base import PerSampleLossModule, Problem, ProblemParams, mean_of_outputs
 
 _MAX_POINTS = 4096
 _Positive = Annotated[float, Field(gt=0)]
@@ -149,23 +149,7 @@ class Landscape(Problem):
         return self._global().value
 
     def to_module(self, w: Tensor) -> tuple[torch.nn.Module, object]:
-        return _PerSampleModule(self, w), _mean_of_outputs
-
-
-class _PerSampleModule(torch.nn.Module):
-    """One chain as a module: ``forward(ξ [b, d]) -> f(w; ξ_i) [b]``."""
-
-    def __init__(self, problem: Problem, w: Tensor) -> None:
-        super().__init__()
-        self.problem = problem
-        self.w = torch.nn.Parameter(w.detach().clone())
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.problem.per_sample_loss(self.w.unsqueeze(0), x.unsqueeze(0), x[..., 0])[0]
-
-
-def _mean_of_outputs(out: Tensor, target: Tensor) -> Tensor:
-    return out.mean()
+        return PerSampleLossModule(self, w), mean_of_outputs
 
 
 # ----------------------------------------------------------- 1-D profiles (+ ½k w₂²)

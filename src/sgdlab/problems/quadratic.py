@@ -26,7 +26,7 @@ import torch
 from pydantic import Field, field_validator
 from torch import Tensor
 
-from sgdlab.problems.base import Problem, ProblemParams
+from sgdlab.problems.base import PerSampleLossModule, Problem, ProblemParams, mean_of_outputs
 from sgdlab.problems.registry import register
 from sgdlab.rng import Streams
 
@@ -180,21 +180,4 @@ class Quadratic(Problem):
         return float(self.eigenvalues.max())
 
     def to_module(self, w: Tensor) -> tuple[torch.nn.Module, object]:
-        return _QuadraticModule(self, w), _mean_of_outputs
-
-
-def _mean_of_outputs(out: Tensor, target: Tensor) -> Tensor:
-    """Loss for problems whose module already returns per-sample losses: their mean."""
-    return out.mean()
-
-
-class _QuadraticModule(torch.nn.Module):
-    """One chain of :class:`Quadratic` as a module: ``forward(ξ [b,d]) -> f(w; ξ_i) [b]``."""
-
-    def __init__(self, problem: Quadratic, w: Tensor) -> None:
-        super().__init__()
-        self.problem = problem
-        self.w = torch.nn.Parameter(w.detach().clone())
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.problem.per_sample_loss(self.w.unsqueeze(0), x.unsqueeze(0), x[..., 0])[0]
+        return PerSampleLossModule(self, w), mean_of_outputs
