@@ -25,6 +25,7 @@ from torch import Tensor
 
 from sgdlab.problems.autodiff import per_sample_gradients
 from sgdlab.problems.base import Problem
+from sgdlab.theory.langevin import sgd_temperature
 
 
 def noise_statistics(
@@ -43,8 +44,8 @@ def noise_statistics(
     b_simple = torch.where(corrected > 0, trace / corrected.clamp_min(1e-300), nan)
     ratio = torch.where(var > 0, mean.pow(2) / var.clamp_min(1e-300), torch.nan)
     gsnr = torch.nanmean(ratio, dim=1)
-    lr_eff = lr.double() / (1.0 - torch.as_tensor(momentum, dtype=torch.float64))
-    temperature = lr_eff * trace / d / (2 * b)
+    m = torch.as_tensor(momentum, dtype=torch.float64)
+    temperature = sgd_temperature(lr.double(), trace, b, d, momentum=m)
     return {
         "noise_trace": trace,
         "noise_grad_sq": g2,

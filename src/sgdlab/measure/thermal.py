@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sgdlab.measure.noise_stats import NoiseStats
+from sgdlab.theory.langevin import sgd_temperature
 
 CONVENTION = "dw = -grad F dt + sqrt(2T) dW, p(w) ∝ exp(-F/T); T = lr/(1-m) * (tr Σ/d) / (2b)"
 
@@ -76,7 +77,7 @@ def temperature(
             raise ValueError("dim is required when noise is a tr Σ value")
         if not replacement:
             raise ValueError("sampling without replacement needs a NoiseStats with population")
-        return lr_eff * float(noise) / dim / (2 * batch_size)
+        return sgd_temperature(lr, float(noise), batch_size, dim, momentum=momentum)
     d = dim or noise.num_params
     var_b = noise.minibatch_variance(batch_size, replacement)
     # each module: its own share of tr Cov(g_b), averaged over its own parameters
