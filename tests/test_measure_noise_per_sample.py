@@ -55,6 +55,18 @@ class TiedOutside(nn.Module):
         return self.b(h + torch.nn.functional.linear(h, self.a.weight))
 
 
+class SharedFlat(nn.Module):
+    """A Linear applied twice to ``[B, in]`` inputs: its calls become positions."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shared = nn.Linear(5, 5)
+        self.out = nn.Linear(5, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.tanh(self.shared(x)) + self.shared(torch.sin(x)))
+
+
 def mlp() -> nn.Module:
     return nn.Sequential(
         nn.Linear(5, 8), nn.ReLU(inplace=True), nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 3)
@@ -85,7 +97,14 @@ def data(kind: str, n: int = 11):
     return torch.randn(n, 5, generator=g, dtype=torch.float64), y
 
 
-CASES = {"mlp": mlp, "cnn": cnn, "mixed": mixed, "seq": SeqNet, "tied": TiedOutside}
+CASES = {
+    "mlp": mlp,
+    "cnn": cnn,
+    "mixed": mixed,
+    "seq": SeqNet,
+    "tied": TiedOutside,
+    "shared": SharedFlat,
+}
 
 
 def build(name: str) -> nn.Module:
@@ -130,6 +149,8 @@ def test_methods_chosen_per_layer() -> None:
     assert s["emb.weight"] == "embedding" and s["conv.weight"] == "conv"
     t = per_sample_stats(build("tied"), nn.CrossEntropyLoss(), x, y).method
     assert t["a.weight"] == "vmap" and t["b.weight"] == "linear"
+    u = per_sample_stats(build("shared"), nn.CrossEntropyLoss(), x, y).method
+    assert set(u.values()) == {"linear"}
 
 
 def test_vmap_reference_and_chunks_match_loop() -> None:

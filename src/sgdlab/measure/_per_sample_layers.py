@@ -12,9 +12,11 @@ Every supported layer is reduced to one of two forms, with the per-sample output
 * **embedding** — indices ``[B, P]`` and ``d [B, P, D]``: rows hit by one sample are
   combined first (an index can repeat within a sample), then scattered.
 
-Each kernel returns, per parameter, ``(sq_sum, norm_sq [B], dot [B] | None, check)`` where
-``check`` is a cheap linear functional of Σ_i g_i computed from the captured tensors, compared
-with the autograd gradient to detect parameters used outside the module's own forward.
+Each kernel returns, per parameter, ``(sq_sum, norm_sq [B], dot [B] | None)`` and a check:
+cheap linear functionals of Σ_i g_i computed from the captured tensors, compared with the
+autograd gradient to detect parameters used outside the module's own forward. The linear
+kernel returns its check as a :data:`Check`, so that :func:`checks_pass` compares every module
+in one reduction; the embedding compares its table itself.
 """
 
 from __future__ import annotations
@@ -71,12 +73,15 @@ def unfold_conv(module: nn.Module, x: Tensor) -> Tensor:
 
 
 def as_positions(kind: str, module: nn.Module, x: Tensor, g: Tensor) -> tuple[Tensor, Tensor]:
-    """Captured (input, output-gradient) of one call → ``(a [B,P,I], d [B,P,O])`` (or, for an
-    embedding, ``(idx [B,P], d [B,P,D])``)."""
+    """Captured (input, output-gradient) of one call → ``(a [B,P,I], d [B,P,O])``, or
+    ``(a [B,I], d [B,O])`` for an ``nn.Linear`` on a ``[B, in]`` input (for an embedding,
+    ``(idx [B,P], d [B,P,D])``)."""
     B = g.shape[0]
     if kind == "linear":
         if x.dim() < 2:
             raise ValueError("per-sample statistics need a batched nn.Linear input [B, ..., in]")
+        if x.dim() == 2:  # one position per sample: kept flat, [B, I] and [B, O]
+            return x, g
         return x.reshape(B, -1, x.shape[-1]), g.reshape(B, -1, g.shape[-1])
     if kind == "conv":
         return unfold_conv(module, x), g.reshape(B, g.shape[1], -1).transpose(1, 2)
@@ -84,10 +89,37 @@ def as_positions(kind: str, module: nn.Module, x: Tensor, g: Tensor) -> tuple[Te
     return idx, g.reshape(B, idx.shape[1], g.shape[-1])
 
 
+#: a module's consistency check: scalars computed from the captured tensors (lhs), the same
+#: linear functionals of the autograd gradient (target, still to be multiplied by the batch
+#: size n) and a bound on the absolute terms of the sums (scale), each ``[k]``
+Check = tuple[Tensor, Tensor, Tensor]
+
+
+def _rtol(dtype: torch.dtype) -> float:
+    return 1e-9 if dtype == torch.float64 else 3 * torch.finfo(dtype).eps ** 0.5
+
+
 def _close(x: Tensor, y: Tensor, scale: Tensor) -> bool:
     """|x − y| within rounding of sums whose absolute terms add up to ``scale``."""
-    rtol = 1e-9 if x.dtype == torch.float64 else 3 * torch.finfo(x.dtype).eps ** 0.5
-    return bool(((x - y).abs() <= rtol * scale + torch.finfo(x.dtype).tiny).all())
+    tol = _rtol(x.dtype) * scale + torch.finfo(x.dtype).tiny
+    return bool(((x - y).abs() <= tol).all())
+
+
+def checks_pass(checks: list[Check], n: int) -> list[bool]:
+    """Per module, whether its check holds: ``|lhs − n·target| ≤ rtol·scale`` elementwise.
+
+    All modules are compared at once (one synchronizing reduction) when their checks share a
+    dtype and device; each module separately only when that joint comparison fails, or when
+    dtypes or devices differ.
+    """
+    if not checks:
+        return []
+    kinds = {(c[0].dtype, c[0].device) for c in checks}
+    if len(kinds) == 1:
+        lhs, tgt, scl = (torch.cat(parts) for parts in zip(*checks, strict=True))
+        if _close(lhs, tgt * n, scl):
+            return [True] * len(checks)
+    return [_close(lhs, tgt * n, scl) for lhs, tgt, scl in checks]
 
 
 @functools.lru_cache(maxsize=64)
@@ -102,41 +134,46 @@ def linear_module(
     d: Tensor,
     w_mean: Tensor | None,
     b_mean: Tensor | None,
-    n: int,
     w_ref: Tensor | None,
     b_ref: Tensor | None,
     budget: int = DEFAULT_BUDGET,
-) -> tuple[tuple | None, tuple | None, bool]:
+) -> tuple[tuple | None, tuple | None, Check]:
     """Per-sample statistics of a positions-linear module's weight ``[O, I]`` and bias ``[O]``.
 
-    ``w_mean``/``b_mean`` are the autograd batch gradients (``None``: parameter not wanted);
-    returns ``(weight (sq, norm, dot), bias (sq, norm, dot), ok)``. The check compares the
-    scalars uᵀ(Σ_i G_i)v = Σ_{i,p} (u·d_ip)(a_ip·v) and u·Σ_i b_i with the autograd gradient,
-    for fixed unit vectors u, v; their rounding is bounded through Cauchy–Schwarz by
-    Σ_{i,p} |d_ip| |a_ip| and Σ_{i,p} |d_ip|.
+    ``a`` is ``[B, I]`` (one position per sample: nothing per-sample is formed) or
+    ``[B, P, I]``, ``d`` likewise with ``O``. ``w_mean``/``b_mean`` are the autograd batch
+    gradients (``None``: parameter not wanted); returns ``(weight (sq, norm, dot), bias (sq,
+    norm, dot), check)``. The check holds the scalars uᵀ(Σ_i G_i)v = Σ_{i,p} (u·d_ip)(a_ip·v)
+    and u·Σ_i b_i against the autograd gradient's uᵀ ḡ v and u·ḡ_b, for fixed unit vectors
+    u, v; their rounding is bounded through Cauchy–Schwarz by Σ_{i,p} |d_ip| |a_ip| and
+    Σ_{i,p} |d_ip| (see :func:`checks_pass`).
     """
-    B, P, I = a.shape
+    flat = a.dim() == 2
+    B, I = a.shape[0], a.shape[-1]
     O = d.shape[-1]
     u = _probe(O, d.dtype, d.device)
-    du = d @ u  # [B, P]
+    du = d @ u  # [B] or [B, P]
     dd = d * d
-    d_sq = dd.sum(-1)  # [B, P]
+    d_sq = dd.sum(-1)
+    d_abs = d_sq.sqrt()
     lhs, tgt, scl = [], [], []
     w_out = b_out = None
     if w_mean is not None:
         v = _probe(I, a.dtype, a.device)
+        av = a @ v
         aa = a * a
         a_sq = aa.sum(-1)
-        lhs.append((du * (a @ v)).sum())
-        tgt.append((u @ (w_mean @ v)) * n)
-        scl.append((d_sq.sqrt() * a_sq.sqrt()).sum())
         dot = None
-        if P == 1:
-            sq = dd[:, 0].T @ aa[:, 0]
-            norm = d_sq[:, 0] * a_sq[:, 0]
+        if flat:
+            lhs.append(du.dot(av))
+            scl.append(d_abs.dot(a_sq.sqrt()))
+            sq = dd.T @ aa
+            norm = d_sq * a_sq
             if w_ref is not None:
-                dot = ((d[:, 0] @ w_ref) * a[:, 0]).sum(1)
+                dot = ((d @ w_ref) * a).sum(1)
         else:
+            lhs.append((du * av).sum())
+            scl.append((d_abs * a_sq.sqrt()).sum())
             sq = torch.zeros(O, I, dtype=a.dtype, device=a.device)
             norm = torch.empty(B, dtype=a.dtype, device=a.device)
             chunk = max(1, budget // max(1, O * I))
@@ -147,16 +184,17 @@ def linear_module(
                 norm[s : s + chunk] = G2.sum((1, 2))
             if w_ref is not None:
                 dot = ((d @ w_ref) * a).sum((1, 2))
+        tgt.append(u.dot(w_mean @ v))
         w_out = (sq, norm, dot)
     if b_mean is not None:
-        gb = d[:, 0] if P == 1 else d.sum(1)  # per-sample bias gradients [B, O]
+        gb = d if flat else d.sum(1)  # per-sample bias gradients [B, O]
         lhs.append(du.sum())
-        tgt.append((u @ b_mean) * n)
-        scl.append(d_sq.sqrt().sum())
-        g2 = gb * gb if P > 1 else dd[:, 0]
-        b_out = (g2.sum(0), g2.sum(1), None if b_ref is None else gb @ b_ref)
-    ok = not lhs or _close(torch.stack(lhs), torch.stack(tgt), torch.stack(scl))
-    return w_out, b_out, ok
+        tgt.append(u.dot(b_mean))
+        scl.append(d_abs.sum())
+        g2 = dd if flat else gb * gb
+        b_out = (g2.sum(0), d_sq if flat else g2.sum(1), None if b_ref is None else gb @ b_ref)
+    check = (torch.stack(lhs), torch.stack(tgt), torch.stack(scl))
+    return w_out, b_out, check
 
 
 def embedding_weight(

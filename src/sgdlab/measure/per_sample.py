@@ -222,12 +222,13 @@ def per_sample_stats(
     if backward:
         _accumulate(params, means)
     ref = _resolve_reference(reference, means)
-    means = {k: g.detach() for k, g in means.items()}
     out_sq: dict[str, Tensor] = {}
     out_norm: dict[str, Tensor] = {}
     out_dot: dict[str, Tensor] = {}
     out_method: dict[str, str] = {}
     pname_of = {id(p): k for k, p in params.items()}
+    done: list[tuple[str, dict[str, tuple]]] = []  # (kind, results) of modules that passed
+    pending: list[tuple[str, dict[str, tuple], L.Check]] = []  # linear: checked together
     with torch.no_grad():
         for m, kind in fast.items():
             slots = [s for s in calls[m] if s[1] is not None]
@@ -236,6 +237,9 @@ def per_sample_stats(
             pairs = [L.as_positions(kind, m, a, g * n) for a, g in slots]
             a, d = pairs[0]
             if len(pairs) > 1:  # a module called several times: its positions add up
+                if kind == "linear":  # flat [B, I] calls become one position each
+                    as3d = [(x.unsqueeze(1) if x.dim() == 2 else x) for p in pairs for x in p]
+                    pairs = list(zip(as3d[::2], as3d[1::2], strict=True))
                 a = torch.cat([p[0] for p in pairs], 1)
                 d = torch.cat([p[1] for p in pairs], 1)
             if a.shape[0] != n:
@@ -251,31 +255,34 @@ def per_sample_stats(
                 k = wanted["weight"]
                 r = None if ref is None else ref[k]
                 *res, ok = L.embedding_weight(a, d, means[k], n, r, m.padding_idx)
-                results[k] = tuple(res)
-            else:
-                kw, kb = wanted.get("weight"), wanted.get("bias")
-                get = lambda dct, k: None if dct is None or k is None else dct[k]  # noqa: E731
-                w_mean = None if kw is None else means[kw].flatten(1)
-                w_ref = get(ref, kw)
-                w_out, b_out, ok = L.linear_module(
-                    a,
-                    d,
-                    w_mean,
-                    get(means, kb),
-                    n,
-                    None if w_ref is None else w_ref.flatten(1),
-                    get(ref, kb),
-                )
-                if w_out is not None:
-                    results[kw] = (w_out[0].reshape(m.weight.shape), *w_out[1:])
-                if b_out is not None:
-                    results[kb] = b_out
-            if not ok:
-                continue  # a parameter is also used outside this module: fallback
-            for k, (sq, nm, dt) in results.items():
-                out_sq[k], out_norm[k], out_method[k] = sq, nm, kind
-                if dt is not None:
-                    out_dot[k] = dt
+                if ok:  # otherwise the table is also used outside this module: fallback
+                    done.append((kind, {k: tuple(res)}))
+                continue
+            kw, kb = wanted.get("weight"), wanted.get("bias")
+            get = lambda dct, k: None if dct is None or k is None else dct[k]  # noqa: E731
+            w_mean = None if kw is None else means[kw].flatten(1)
+            w_ref = get(ref, kw)
+            w_out, b_out, check = L.linear_module(
+                a,
+                d,
+                w_mean,
+                get(means, kb),
+                None if w_ref is None else w_ref.flatten(1),
+                get(ref, kb),
+            )
+            if w_out is not None:
+                results[kw] = (w_out[0].reshape(m.weight.shape), *w_out[1:])
+            if b_out is not None:
+                results[kb] = b_out
+            pending.append((kind, results, check))
+        passed = L.checks_pass([c for *_, c in pending], n)
+        # a module that fails uses a parameter outside its own forward: fallback
+        done += [(kind, res) for (kind, res, _), ok in zip(pending, passed, strict=True) if ok]
+    for kind, results in done:
+        for k, (sq, nm, dt) in results.items():
+            out_sq[k], out_norm[k], out_method[k] = sq, nm, kind
+            if dt is not None:
+                out_dot[k] = dt
     for k, g in zip(names, gs, strict=True):
         if g is None and k not in out_sq:  # not in the graph: every g_i is zero
             p = params[k]
