@@ -8,12 +8,18 @@ after warm-up, all in one run) of
   (``backward=True``: one ordinary backward pass, hooks capture the layer inputs and output
   gradients) plus tr Σ and the per-parameter variance;
 * ``vmap``: per-sample gradients by ``torch.func.vmap(grad(...))``, then the same statistics;
-* ``loop``: one backward pass per sample (fewer repeats).
+* ``loop``: one backward pass per sample (fewer repeats);
+* ``floor``: the plain step plus only the arithmetic that any exact per-parameter variance
+  must add, the products Σ_i δ_i² a_i² = (δ²)ᵀ(a²) of every layer, on squared inputs and
+  output gradients prepared in advance (no hooks, no norms, no bookkeeping). It bounds what
+  ratio the fast path could reach on the machine at hand.
 
-Writes ``benchmarks/results/noise.json`` and prints a table with ratios to the plain step
-(medians, and minima, which are robust to background load on a shared machine; the variants are
-timed round-robin so that load affects them alike).
-Run: ``python benchmarks/bench_noise.py [--repeats 50] [--threads N]``.
+Each variant is timed in its steady state: blocks of consecutive steps of one variant,
+alternating between variants (see :func:`timeit`); ``vmap`` and ``loop`` are compared with
+plain steps timed alongside them. Writes ``benchmarks/results/noise.json`` and prints a table
+with ratios to the plain step (medians, and minima, which are robust to background load on a
+shared machine).
+Run: ``python benchmarks/bench_noise.py [--repeats 30] [--threads N]``.
 """
 
 from __future__ import annotations
@@ -76,32 +82,52 @@ def make_steps(model, loss_fn, x, y):
 
         return step
 
+    # the floor: the same step plus the one product per layer that the per-parameter variance
+    # needs, on tensors of the real shapes prepared outside the timed region
+    squares = []
+    for lin in (m for m in model if isinstance(m, nn.Linear)):
+        gen = torch.Generator().manual_seed(1)
+        a = torch.randn(x.shape[0], lin.in_features, generator=gen)
+        d = torch.randn(x.shape[0], lin.out_features, generator=gen)
+        squares.append((a * a, d * d))
+
+    def floor():
+        plain()
+        with torch.no_grad():
+            return [d2.T @ a2 for a2, d2 in squares]
+
     return {
         "plain": plain,
+        "floor": floor,
         "fast": fast,
         "vmap": materialized("vmap"),
         "loop": materialized("loop"),
     }
 
 
-def timeit(fns: dict, repeats: int, warmup: int) -> dict[str, list[float]]:
-    """Round-robin timing: each repeat times every variant once, so that background load
-    affects all variants alike."""
-    for _ in range(warmup):
-        for fn in fns.values():
+def timeit(fns: dict, repeats: int, block: int, warmup: int = 3) -> dict[str, list[float]]:
+    """Per-call times in alternating blocks: each repeat runs every variant ``block`` times in a
+    row and keeps all but the first call of the block. A training loop repeats one kind of
+    step, so each variant is timed in its own steady state (caches and allocator warm from
+    the same step), while alternating the blocks lets background load affect all alike.
+    """
+    for fn in fns.values():
+        for _ in range(warmup):
             fn()
     out: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(repeats):
         for k, fn in fns.items():
-            t = time.perf_counter()
-            fn()
-            out[k].append(time.perf_counter() - t)
+            fn()  # the step after a switch of variant is not a steady-state step
+            for _ in range(block - 1):
+                t = time.perf_counter()
+                fn()
+                out[k].append(time.perf_counter() - t)
     return out
 
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=50)
+    ap.add_argument("--repeats", type=int, default=30, help="blocks of 10 timed steps")
     ap.add_argument("--loop-repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args(argv)
@@ -114,16 +140,17 @@ def main(argv: list[str] | None = None) -> dict:
     for name in ("fast", "vmap", "loop"):
         m, lf, xx, yy = build()
         check[name] = make_steps(m, lf, xx, yy)[name]()[0]
-    fast_ones = {k: steps[k] for k in ("plain", "fast", "vmap")}
-    times = timeit(fast_ones, args.repeats, warmup=5)
-    times.update(
-        timeit({"plain_loop": steps["plain"], "loop": steps["loop"]}, args.loop_repeats, warmup=1)
-    )
+    fast_ones = {k: steps[k] for k in ("plain", "floor", "fast")}
+    times = timeit(fast_ones, args.repeats, block=11)
+    slow = {"plain_vmap": steps["plain"], "vmap": steps["vmap"]}
+    times.update(timeit(slow, args.loop_repeats, block=4, warmup=1))
+    slow = {"plain_loop": steps["plain"], "loop": steps["loop"]}
+    times.update(timeit(slow, args.loop_repeats, block=2, warmup=1))
     med = {k: statistics.median(v) for k, v in times.items()}
     low = {k: min(v) for k, v in times.items()}
     rows = []
-    for k in ("plain", "fast", "vmap", "loop"):
-        base = "plain_loop" if k == "loop" else "plain"
+    for k in ("plain", "floor", "fast", "vmap", "loop"):
+        base = f"plain_{k}" if k in ("vmap", "loop") else "plain"
         rows.append(
             {
                 "variant": k,
