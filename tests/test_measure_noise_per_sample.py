@@ -264,3 +264,28 @@ def test_loss_reading_model_parameters_is_differentiated_per_sample():
     stats = gradient_noise(model, penalized, x, y)
     assert abs(stats.trace_cov - float(flat.var(0).sum())) < 1e-9 * float(flat.var(0).sum())
     assert abs(stats.grad_norm_sq - float(flat.mean(0).pow(2).sum())) < 1e-9 * stats.grad_norm_sq
+
+
+def test_layers_of_different_dtypes_are_checked_separately() -> None:
+    """A float64 layer feeding a float32 one: the checks cannot share one reduction (different
+    dtypes and tolerances), each layer still takes the fast path and matches the loop."""
+
+    class Mixed(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Linear(5, 6).double()
+            self.b = nn.Linear(6, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.b(torch.tanh(self.a(x)).float())
+
+    torch.manual_seed(0)  # test-side initialisation only
+    model = Mixed()
+    x, y = data("vec")
+    loss_fn = nn.CrossEntropyLoss()
+    fast = per_sample_stats(model, loss_fn, x, y)
+    assert set(fast.method.values()) == {"linear"}
+    ref = stats_from_grads(per_sample_grads(model, loss_fn, x, y))
+    for k in fast.sq_sum:  # float32 layer: float32 rounding
+        torch.testing.assert_close(fast.sq_sum[k], ref.sq_sum[k], rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(fast.norm_sq[k], ref.norm_sq[k], rtol=1e-5, atol=1e-7)
