@@ -90,3 +90,38 @@ def test_missing_store_is_not_created(tmp_path):
     out = runner.invoke(app, ["sharpness", "abc", "--store", str(path)])
     assert out.exit_code == 1 and "no results store" in out.output
     assert not path.exists()
+
+
+def test_interpolation_barrier_uses_the_exact_ends(tmp_path):
+    """Two chains settled in the two wells of h(w²−1)², h = 1: F = 0 at both ends and the
+    segment crosses w = 0, where F = h. The barrier is exactly h only if F is evaluated at the
+    ends themselves (α = 0 and 1), not at the nearest grid points."""
+    from sgdlab.report.run_measures import landscape_of_run
+
+    path = tmp_path / "s.duckdb"
+    res = sgdlab.run(
+        {
+            "problem": {"name": "double_well", "noise_std": 0.0, "start": [0.0],
+                        "init_scale": 0.5},
+            "optimizer": {"name": "sgd", "lr": 0.05},
+            "batch": {"size": 1, "sampling": "stream"},
+            "chains": 6, "steps": 400, "dtype": "float64", "seed": 3,
+        },
+        store=path,
+    )  # fmt: skip
+    final = res.final_params[:, 0]
+    assert np.allclose(final.abs().numpy(), 1.0, atol=1e-12)
+    a = int(np.flatnonzero(final.numpy() < 0)[0])
+    b = int(np.flatnonzero(final.numpy() > 0)[0])
+    # 40 points have no node at α = 0 of their own: the rise must still use F(w) = 0. In 1-D
+    # the direction is ±1 (norm |w| = 1): rise = (F(0) + F(−2))/2 − F(−1) = (1 + 9)/2 = 5
+    def measured(name: str) -> float:
+        with Store(path, read_only=True) as db:
+            (value,) = [m["value"] for m in db.measurements(res.run_id)
+                        if (m["chain"], m["name"]) == (a, name)]  # fmt: skip
+        return value
+
+    landscape_of_run(path, res.run_id, chains=[a], out=tmp_path / "figs", points=40)
+    assert abs(measured("landscape/line_rise") - 5.0) <= 1e-12
+    landscape_of_run(path, res.run_id, chains=[a, b], out=tmp_path / "figs", points=41)
+    assert abs(measured(f"landscape/barrier_to_chain{b}") - 1.0) <= 1e-12

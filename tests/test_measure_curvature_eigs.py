@@ -148,6 +148,21 @@ def test_power_iteration_rules() -> None:
         hessian_eigs(H, which="middle")  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("rule", ["relative_change", "residual"])
+def test_power_iteration_returns_a_consistent_pair_when_stopped_early(rule) -> None:
+    """Out of iterations: value, residual and vector all belong to the same iterate."""
+    lam = torch.tensor([1.0, 0.995, 0.99, 0.9, 0.5, 0.1], dtype=F64)
+    Q, _ = torch.linalg.qr(torch.randn(6, 6, generator=torch.Generator().manual_seed(0), dtype=F64))
+    H = (Q * lam) @ Q.T
+    res = power_iteration(H, tol=1e-12, max_iter=5, rule=rule,
+                          generator=torch.Generator().manual_seed(2))  # fmt: skip
+    assert not res.converged and res.n_hvp == 5
+    v = res.vectors[:, 0]
+    theta = float(v @ H @ v)
+    assert float(res.values[0]) == pytest.approx(theta, rel=1e-13)
+    assert float(res.residuals[0]) == pytest.approx(float((H @ v - theta * v).norm()), rel=1e-10)
+
+
 def test_digits_mlp_lambda_max_within_tol() -> None:
     X, y = load_digits(return_X_y=True)
     X, y = X[:400], y[:400]

@@ -149,3 +149,10 @@ def test_function_objective_and_dispatch() -> None:
         hessian_operator(nn.Linear(2, 1))
     with pytest.raises(ValueError, match="length"):
         HessianOperator.from_matrix(A).matvec(torch.ones(3, dtype=F64))
+
+
+def test_tuple_inputs_are_refused_with_a_message() -> None:
+    net = nn.Linear(3, 2).double()
+    x = torch.zeros(4, 3, dtype=F64)
+    with pytest.raises(TypeError, match="single tensors"):
+        HessianOperator.from_model(net, LOSS, (x,), torch.zeros(4, dtype=torch.long))

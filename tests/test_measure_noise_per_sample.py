@@ -195,6 +195,70 @@ def test_grad_untouched_or_accumulated_like_backward() -> None:
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-14)
 
 
+class WithUnused(nn.Module):
+    """A parameter outside the loss's graph (an unused head)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.used = nn.Linear(5, 3)
+        self.unused = nn.Linear(5, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.used(x)
+
+
+@pytest.mark.parametrize("method", ["auto", "loop", "vmap"])
+def test_backward_leaves_unused_parameters_without_grad(method: str) -> None:
+    """As ``loss.backward()``: an optimizer skips parameters whose ``.grad`` is None (AdamW
+    would otherwise decay and move them)."""
+    torch.manual_seed(0)  # test-side initialisation only
+    model = WithUnused().double()
+    x, y = data("vec")
+    st = per_sample_stats(model, nn.CrossEntropyLoss(), x, y, backward=True, method=method)
+    assert model.unused.weight.grad is None and model.unused.bias.grad is None
+    assert model.used.weight.grad is not None
+    assert float(st.sq_sum["unused.weight"].abs().sum()) == 0.0
+
+
+class KeywordCall(nn.Module):
+    """A Linear called with its input by keyword: the hook sees no positional input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(5, 4)
+        self.b = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(torch.tanh(self.a(input=x)))
+
+
+def test_module_called_by_keyword_falls_back_and_stays_exact() -> None:
+    torch.manual_seed(0)  # test-side initialisation only
+    model = KeywordCall().double()
+    x, y = data("vec")
+    loss_fn = nn.CrossEntropyLoss()
+    fast = per_sample_stats(model, loss_fn, x, y, reference="mean")
+    assert fast.method["a.weight"] == "vmap" and fast.method["b.weight"] == "linear"
+    ref = stats_from_grads(per_sample_grads(model, loss_fn, x, y), reference="mean")
+    assert_match(fast, ref)
+
+
+def test_vmap_method_honours_chunk_size(monkeypatch) -> None:
+    import sgdlab.measure._per_sample_vmap as ps
+
+    sizes: list[int] = []
+    real = ps.vmap_grads
+
+    def spy(model, loss_fn, x, y, names):
+        sizes.append(x[0].shape[0])
+        return real(model, loss_fn, x, y, names)
+
+    monkeypatch.setattr(ps, "vmap_grads", spy)
+    x, y = data("vec")  # 11 samples
+    per_sample_stats(build("mlp"), nn.CrossEntropyLoss(), x, y, method="vmap", chunk_size=4)
+    assert sizes == [4, 4, 3]
+
+
 def test_batchnorm_train_mode_refused_eval_mode_exact() -> None:
     model = nn.Sequential(nn.Linear(5, 6), nn.BatchNorm1d(6), nn.Linear(6, 3)).double()
     x, y = data("vec")

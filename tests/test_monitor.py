@@ -125,3 +125,31 @@ def test_example_script_runs(tmp_path):
     with Store(store, read_only=True) as db:
         (row,) = db.runs()
         assert row["status"] == "complete" and row["kind"] == "monitor"
+
+
+def test_full_batch_with_population_gives_the_exact_noise_scale_and_takes_lists():
+    """The whole dataset as the batch, ``population=N``: |ḡ|² = |∇F|² exactly, so the recorded
+    B_simple must equal tr Σ / |∇F|² of the dataset (1/N covariance) and the temperature has
+    no minibatch noise at all (b = N without replacement). Inputs may come as a list."""
+    model = make_model().double().eval()
+    loss_fn = nn.CrossEntropyLoss()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = data(64)
+    x = x.double()
+    grads = [
+        torch.cat([g.reshape(-1) for g in torch.autograd.grad(
+            loss_fn(model(x[i : i + 1]), y[i : i + 1]), list(model.parameters()))])
+        for i in range(len(x))
+    ]  # fmt: skip
+    G = torch.stack(grads)
+    mean = G.mean(0)
+    trace_sigma = float(((G - mean) ** 2).sum(1).mean())  # 1/N: the dataset's own covariance
+    exact = trace_sigma / float(mean @ mean)
+    with sgdlab.Monitor(model, loss_fn, opt, every=1, noise_every=1, population=len(x)) as mon:
+        loss = loss_fn(model([x][0]), y)
+        opt.zero_grad()
+        loss.backward()
+        mon.step([x], y, loss)  # a list of inputs, as a loader may give
+    got = mon.summary()
+    assert got["b_simple"] == pytest.approx(exact, rel=1e-9)
+    assert got["temperature"] == pytest.approx(0.0, abs=1e-15)

@@ -63,7 +63,9 @@ class Monitor:
             ``0`` turns them off.
         noise_mode: ``"eval"`` (default: sampling noise only, deterministic layers) or
             ``"train"`` (dropout noise included; needs no train-mode BatchNorm).
-        population: dataset size N, for the without-replacement formulas.
+        population: dataset size N: each batch is then taken as distinct samples of N
+            (without replacement), and ``b_simple`` and ``temperature`` use the
+            finite-population formulas.
         ema_beta: decay of the noise-scale EMAs.
         name: label stored with the run.
     """
@@ -218,7 +220,7 @@ class Monitor:
         from sgdlab.measure.noise_stats import gradient_noise
         from sgdlab.measure.thermal import temperature
 
-        x = inputs if isinstance(inputs, tuple) else (inputs,)
+        x = tuple(inputs) if isinstance(inputs, tuple | list) else (inputs,)
         b = int(x[0].shape[0])
         if b < 2:
             return
@@ -239,8 +241,9 @@ class Monitor:
         self._add("trace_cov", tr)
         self._add("trace_cov_se", stats.trace_cov_se)
         self._add("grad_norm_sq", g2)
-        g2_unbiased = g2 - tr / b
-        self._add("b_simple", tr / g2_unbiased if g2_unbiased > 0 else float("nan"))
+        # tr Σ / (|ḡ|² − tr Var ḡ), finite-population corrected when ``population`` is set
+        b_simple = stats.b_simple_unbiased
+        self._add("b_simple", b_simple if math.isfinite(b_simple) else float("nan"))
         # two-batch estimator with micro-batches of one sample: E|g_i|² = |G|² + tr Σ(n−1)/n
         self.noise_scale.update(g2 + tr * (b - 1) / b, g2, 1, b)
         scale = self.noise_scale.b_simple  # inf while the |G|² estimate is not positive
@@ -249,7 +252,10 @@ class Monitor:
         if isinstance(self.optimizer, torch.optim.SGD):  # the Langevin analogy is for SGD
             group = self.optimizer.param_groups[0]
             momentum = float(group.get("momentum", 0.0) or 0.0)
-            temp = temperature(float(group["lr"]), b, stats, momentum=momentum)
+            temp = temperature(
+                float(group["lr"]), b, stats, momentum=momentum,
+                replacement=self.population is None,
+            )  # fmt: skip
             self._add("temperature", temp.value)
 
     # ------------------------------------------------------------- summary

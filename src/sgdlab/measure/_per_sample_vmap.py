@@ -4,11 +4,15 @@ The fallback computes per-sample gradients g_i = ∇ℓ_i with ``torch.func``:
 ``vmap(grad(ℓ))`` over samples, where ℓ(params, x_i, y_i) = loss_fn(functional_call(model,
 params, x_i[None]), y_i[None]) is the mean loss of a batch of one, so no rescaling is needed.
 Samples are processed in chunks to bound the memory of the materialized gradients.
+
+Also here: the references :func:`per_sample_grads` (``method="loop"``: one backward pass per
+sample; ``"vmap"``), re-exported by :mod:`sgdlab.measure.per_sample`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -102,3 +106,49 @@ def fallback_stats(model, loss_fn, x, y, names, ref, chunk_size) -> tuple[dict, 
                 dot[k].append(g.flatten(1) @ ref[k].reshape(-1).to(g))
     cat = lambda d: {k: torch.cat(v) for k, v in d.items()}  # noqa: E731
     return sq, cat(norm), None if dot is None else cat(dot)
+
+
+def per_sample_grads(
+    model: nn.Module,
+    loss_fn: LossFn,
+    inputs: Inputs,
+    targets: Tensor | None,
+    *,
+    method: Literal["loop", "vmap"] = "loop",
+    chunk_size: int | None = None,
+) -> dict[str, Tensor]:
+    """Every per-sample gradient g_i = ∇ℓ_i, ``{name: [n, *shape]}`` (trainable parameters).
+
+    ``method="loop"`` runs one backward pass per sample (``torch.autograd.grad`` of the loss of
+    a batch of one, which is ℓ_i); ``"vmap"`` uses ``torch.func.vmap(grad(...))`` in chunks.
+    ``.grad`` is never touched.
+    """
+    x = as_tuple(inputs)
+    n = x[0].shape[0]
+    params = trainable(model)
+    names = list(params)
+    if method == "vmap":
+        check_no_train_batchnorm(model)
+        chunk = chunk_size or n
+        parts = [
+            vmap_grads(
+                model,
+                loss_fn,
+                tuple(t[s : s + chunk] for t in x),
+                None if targets is None else targets[s : s + chunk],
+                names,
+            )
+            for s in range(0, n, chunk)
+        ]
+        return {k: torch.cat([p[k] for p in parts]) for k in names}
+    if method != "loop":
+        raise ValueError(f"method must be 'loop' or 'vmap', not {method!r}")
+    out: dict[str, list[Tensor]] = {k: [] for k in names}
+    for i in range(n):
+        xi = tuple(t[i : i + 1] for t in x)
+        yi = None if targets is None else targets[i : i + 1]
+        li = call_loss(model, loss_fn, xi, yi)
+        gs = torch.autograd.grad(li, [params[k] for k in names], allow_unused=True)
+        for k, g in zip(names, gs, strict=True):
+            out[k].append(torch.zeros_like(params[k]) if g is None else g.detach())
+    return {k: torch.stack(v) for k, v in out.items()}

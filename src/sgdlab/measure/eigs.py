@@ -311,7 +311,7 @@ def power_iteration(
     v = random_unit_vector(op.dim, op.dtype, op.device, generator)
     history: list[float] = []
     theta_prev, converged, r = math.nan, False, math.inf
-    for _ in range(max_iter):
+    for it in range(max_iter):
         u = op.matvec(v)
         theta = float(v @ u)
         r = float((u - theta * v).norm())
@@ -320,8 +320,8 @@ def power_iteration(
             converged = r <= tol * abs(theta)
         elif len(history) > 1:
             converged = abs(theta - theta_prev) / (abs(theta_prev) + 1e-6) < tol
-        if converged:
-            break
+        if converged or it == max_iter - 1:
+            break  # v is the vector θ and r belong to
         norm = u.norm()
         if norm == 0:  # v in the null space: θ = 0 is exact
             converged = True

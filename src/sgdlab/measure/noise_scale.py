@@ -173,7 +173,7 @@ def trace_h_sigma(
         raise ValueError("Hutchinson probes need an explicit torch.Generator")
     total = 0.0
     for _ in range(n_probes):
-        z = torch.randint(0, 2, (n,), generator=generator, device=D.device).to(D) * 2 - 1
+        z = torch.randint(0, 2, (n,), generator=generator, device=generator.device).to(D) * 2 - 1
         v = z @ D / math.sqrt(n - 1)
         total += float(v @ hvp(v))
     return total / n_probes

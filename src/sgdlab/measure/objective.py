@@ -126,6 +126,13 @@ class ModelObjective:
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         if not named:
             raise ValueError("the model has no parameters with requires_grad=True")
+        if not isinstance(inputs, Tensor) or not isinstance(targets, Tensor):
+            raise TypeError(
+                "curvature instruments take inputs and targets as single tensors with the "
+                f"sample in dim 0 (got {type(inputs).__name__} and {type(targets).__name__}); "
+                "wrap a model with several inputs or no targets in a module that takes one "
+                "tensor, and a loss without targets in loss_fn(out, y) that ignores y"
+            )
         self.model, self.loss_fn, self.mode = model, loss_fn, mode
         self.inputs, self.targets = inputs, targets
         self.n = int(inputs.shape[0])

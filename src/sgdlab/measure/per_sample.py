@@ -20,9 +20,19 @@ scatters the per-sample rows. Every other parameter (LayerNorm, custom modules, 
 outside its module's forward, grouped convolutions…) goes automatically to a chunked
 ``torch.func`` fallback, ``vmap(grad(ℓ_i))`` over samples, so one call handles mixed models.
 
-Assumptions: dim 0 of every input is the batch, samples do not interact (no BatchNorm in train
-mode: that raises), and in train mode stochastic layers (dropout) draw from torch's global RNG
-as in the user's own step; the vmap fallback draws its own masks (``randomness="different"``).
+Assumptions: dim 0 of every input is the batch, the loss is the *plain* mean of per-sample
+losses (no class weights, no ``ignore_index``, not ``reduction="sum"``), samples do not
+interact (no BatchNorm in train mode: that raises), and in train mode stochastic layers
+(dropout) draw from torch's global RNG as in the user's own step; the vmap fallback draws its
+own masks (``randomness="different"``). The first time a model is measured with a loss and an
+input signature, a sub-batch check (:mod:`sgdlab.measure._per_sample_validate`) refuses a loss
+that is not the plain mean and sends to the fallback any supported layer whose dim 0 is not
+the sample (a sequence-first ``[T, B, I]`` input, samples merged with positions).
+
+Precision: Σ_i g_i² and ḡ are kept in the model's dtype, so the variance (Σ g_i² − n ḡ²)/(n−1)
+loses about log10(GSNR) digits to cancellation; in float32 that is ~1e-7·GSNR relative error
+(a parameter with gradient signal-to-noise ratio 1e5 keeps about two digits). Measure in
+float64 when the signal-to-noise ratio is that high.
 
 References: ``per_sample_grads(..., method="loop")`` is a Python loop of single-sample backward
 passes (obviously correct, slow); ``method="vmap"`` materializes every per-sample gradient.
@@ -37,6 +47,7 @@ import torch
 from torch import Tensor, nn
 
 from sgdlab.measure import _per_sample_layers as L
+from sgdlab.measure._per_sample_validate import modules_to_fall_back
 from sgdlab.measure._per_sample_vmap import (
     Inputs,
     LossFn,
@@ -44,8 +55,8 @@ from sgdlab.measure._per_sample_vmap import (
     call_loss,
     check_no_train_batchnorm,
     fallback_stats,
+    per_sample_grads,
     trainable,
-    vmap_grads,
 )
 
 Reference = Literal["mean"] | dict[str, Tensor] | None
@@ -179,23 +190,47 @@ def per_sample_stats(
     """
     check_no_train_batchnorm(model)
     x = as_tuple(inputs)
+    params = trainable(model)
+    if method != "auto":
+        grads = per_sample_grads(
+            model, loss_fn, inputs, targets, method=method, chunk_size=chunk_size
+        )
+        with torch.no_grad():
+            loss = float(call_loss(model, loss_fn, x, targets))
+        if backward:  # parameters outside the loss's graph keep their ``.grad`` (None)
+            outside = _unused(model, loss_fn, x, targets, params)
+            _accumulate(params, {k: g.mean(0) for k, g in grads.items() if k not in outside})
+        return stats_from_grads(grads, reference=reference, loss=loss, method=method)
+
+    def measure(xs: tuple[Tensor, ...], ys: Tensor | None) -> PerSampleStats:
+        return _auto_stats(model, loss_fn, xs, ys, None, False, chunk_size, frozenset())
+
+    skip = modules_to_fall_back(model, loss_fn, x, targets, measure)
+    return _auto_stats(model, loss_fn, x, targets, reference, backward, chunk_size, skip)
+
+
+def _auto_stats(
+    model: nn.Module,
+    loss_fn: LossFn,
+    x: tuple[Tensor, ...],
+    targets: Tensor | None,
+    reference: Reference,
+    backward: bool,
+    chunk_size: int | None,
+    skip: frozenset[str],
+) -> PerSampleStats:
+    """The fast path of :func:`per_sample_stats`; modules named in ``skip`` go to the
+    fallback."""
     n = x[0].shape[0]
     params = trainable(model)
     names = list(params)
-    if method != "auto":
-        grads = per_sample_grads(model, loss_fn, inputs, targets, method=method)
-        with torch.no_grad():
-            loss = float(call_loss(model, loss_fn, x, targets))
-        if backward:
-            _accumulate(params, {k: g.mean(0) for k, g in grads.items()})
-        return stats_from_grads(grads, reference=reference, loss=loss, method=method)
-
     owners = _owners(model)
+    avoid = {id(m) for name, m in model.named_modules() if name in skip} if skip else set()
     fast: dict[nn.Module, str] = {}
     fast_params: set[str] = set()
     for k, p in params.items():
         own = owners[id(p)]
-        kind = L.fast_kind(own[0]) if len(own) == 1 else None
+        kind = L.fast_kind(own[0]) if len(own) == 1 and id(own[0]) not in avoid else None
         if kind is not None:
             fast[own[0]] = kind
             fast_params.add(k)
@@ -203,6 +238,8 @@ def per_sample_stats(
 
     def fwd_hook(m: nn.Module, args: tuple, out: Tensor) -> None:
         if not torch.is_grad_enabled() or not isinstance(out, Tensor) or not out.requires_grad:
+            return
+        if not args or not isinstance(args[0], Tensor):  # input passed by keyword: fallback
             return
         slot = [args[0].detach(), None]
         calls[m].append(slot)
@@ -219,8 +256,10 @@ def per_sample_stats(
         k: (torch.zeros_like(p) if g is None else g)
         for (k, p), g in zip(params.items(), gs, strict=True)
     }
-    if backward:
-        _accumulate(params, means)
+    if backward:  # as loss.backward(): parameters outside the graph keep ``.grad`` None
+        _accumulate(
+            params, {k: m for (k, m), g in zip(means.items(), gs, strict=True) if g is not None}
+        )
     ref = _resolve_reference(reference, means)
     out_sq: dict[str, Tensor] = {}
     out_norm: dict[str, Tensor] = {}
@@ -242,8 +281,8 @@ def per_sample_stats(
                     pairs = list(zip(as3d[::2], as3d[1::2], strict=True))
                 a = torch.cat([p[0] for p in pairs], 1)
                 d = torch.cat([p[1] for p in pairs], 1)
-            if a.shape[0] != n:
-                raise ValueError(f"layer input has batch {a.shape[0]}, expected {n} (dim 0)")
+            if a.shape[0] != n:  # dim 0 of this layer is not the sample: fallback
+                continue
             wanted = {}
             for attr in ("weight", "bias"):
                 p = getattr(m, attr, None)
@@ -309,10 +348,25 @@ def per_sample_stats(
     )
 
 
+def _unused(
+    model: nn.Module,
+    loss_fn: LossFn,
+    x: tuple[Tensor, ...],
+    targets: Tensor | None,
+    params: dict[str, Tensor],
+) -> set[str]:
+    """Names of the parameters that the loss's graph does not reach."""
+    loss = call_loss(model, loss_fn, x, targets)
+    gs = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
+    return {k for k, g in zip(params, gs, strict=True) if g is None}
+
+
 def _accumulate(params: dict[str, Tensor], means: dict[str, Tensor]) -> None:
+    """Add ``means`` into ``.grad`` as ``loss.backward()`` would (only the given names)."""
     with torch.no_grad():
-        for k, p in params.items():
-            g = means[k].detach()
+        for k, g in means.items():
+            p = params[k]
+            g = g.detach()
             if p.grad is None:
                 p.grad = g.clone()  # not aliased with the returned statistics
             else:
@@ -320,52 +374,6 @@ def _accumulate(params: dict[str, Tensor], means: dict[str, Tensor]) -> None:
 
 
 # --------------------------------------------------------------------------- references
-def per_sample_grads(
-    model: nn.Module,
-    loss_fn: LossFn,
-    inputs: Inputs,
-    targets: Tensor | None,
-    *,
-    method: Literal["loop", "vmap"] = "loop",
-    chunk_size: int | None = None,
-) -> dict[str, Tensor]:
-    """Every per-sample gradient g_i = ∇ℓ_i, ``{name: [n, *shape]}`` (trainable parameters).
-
-    ``method="loop"`` runs one backward pass per sample (``torch.autograd.grad`` of the loss of
-    a batch of one, which is ℓ_i); ``"vmap"`` uses ``torch.func.vmap(grad(...))`` in chunks.
-    ``.grad`` is never touched.
-    """
-    x = as_tuple(inputs)
-    n = x[0].shape[0]
-    params = trainable(model)
-    names = list(params)
-    if method == "vmap":
-        check_no_train_batchnorm(model)
-        chunk = chunk_size or n
-        parts = [
-            vmap_grads(
-                model,
-                loss_fn,
-                tuple(t[s : s + chunk] for t in x),
-                None if targets is None else targets[s : s + chunk],
-                names,
-            )
-            for s in range(0, n, chunk)
-        ]
-        return {k: torch.cat([p[k] for p in parts]) for k in names}
-    if method != "loop":
-        raise ValueError(f"method must be 'loop' or 'vmap', not {method!r}")
-    out: dict[str, list[Tensor]] = {k: [] for k in names}
-    for i in range(n):
-        xi = tuple(t[i : i + 1] for t in x)
-        yi = None if targets is None else targets[i : i + 1]
-        li = call_loss(model, loss_fn, xi, yi)
-        gs = torch.autograd.grad(li, [params[k] for k in names], allow_unused=True)
-        for k, g in zip(names, gs, strict=True):
-            out[k].append(torch.zeros_like(params[k]) if g is None else g.detach())
-    return {k: torch.stack(v) for k, v in out.items()}
-
-
 def stats_from_grads(
     grads: dict[str, Tensor],
     *,

@@ -181,7 +181,7 @@ def rho_sharpness(
     starts = [unit(s * g0)]
     n_hvp = 0
     if curvature_start:
-        op = HessianOperator(lambda u: s * obj.hvp(w, s * u, method), w.numel(), w.dtype)
+        op = HessianOperator(lambda u: s * obj.hvp(w, s * u, method), w.numel(), w.dtype, w.device)
         top = lanczos(op, 1, "largest", lanczos_tol, 50, generator=gen).vectors[:, 0]
         starts += [top, -top]
         n_hvp = op.n_hvp

@@ -26,8 +26,14 @@ from sgdlab.rng import Streams
 from sgdlab.store import Store
 
 SHARPNESS_NAMES = (
-    "loss", "lambda_max", "lambda_max_residual", "trace", "trace_stderr",
-    "epsilon_sharpness", "rho_sharpness", "asam_sharpness",
+    "loss",
+    "lambda_max",
+    "lambda_max_residual",
+    "trace",
+    "trace_stderr",
+    "epsilon_sharpness",
+    "rho_sharpness",
+    "asam_sharpness",
 )
 
 
@@ -111,17 +117,34 @@ def sharpness_of_run(
         out = []
         for k in select_chains(params, chains, 4, diverged):
             w = torch.as_tensor(params[k], dtype=torch.float64)
-            res = sharpness(fn, w=w, epsilon=epsilon, rho=rho, tol=tol,
-                            generator=_probe_generator(streams, info, k))
+            res = sharpness(
+                fn,
+                w=w,
+                epsilon=epsilon,
+                rho=rho,
+                tol=tol,
+                generator=_probe_generator(streams, info, k),
+            )
             values = res.as_dict()
-            details = {"epsilon": epsilon, "rho": rho, "asam_rho": res.asam_rho,
-                       "tol": tol, "n_hvp": res.n_hvp, "objective": "F (full)"}
+            details = {
+                "epsilon": epsilon,
+                "rho": rho,
+                "asam_rho": res.asam_rho,
+                "tol": tol,
+                "n_hvp": res.n_hvp,
+                "objective": "F (full)",
+            }
             db.add_measurements(
                 info["run_id"],
                 [(k, f"sharpness/{n}", values[n], details) for n in SHARPNESS_NAMES],
             )
             out.append({"chain": k, **values})
     return out
+
+
+def _grid_with(grid: np.ndarray, *nodes: float) -> np.ndarray:
+    """``grid`` with the exact ``nodes`` added (sorted, no duplicates)."""
+    return np.unique(np.concatenate([grid, np.asarray(nodes, dtype=grid.dtype)]))
 
 
 def landscape_of_run(
@@ -156,35 +179,54 @@ def landscape_of_run(
         streams = run_streams(info)
         fn = problem.objective
         picked = select_chains(params, chains, 2, db.diverged(rid))
-        alphas = np.linspace(-1, 1, points)
+        alphas = _grid_with(np.linspace(-1, 1, points), 0.0)  # α = 0 is w itself
+        center = int(np.flatnonzero(alphas == 0.0)[0])
         for k in picked:
             w = torch.as_tensor(params[k], dtype=torch.float64)
             gen = _probe_generator(streams, info, k)
             scale = span * (float(w.norm()) if float(w.norm()) > 0 else 1.0)
             d1, d2 = (scale * random_direction(w, gen, normalization="unit") for _ in range(2))
             line = line_slice(fn, w, d1, alphas, vectorized=True, kind="random")
-            surf = surface_slice(fn, w, d1, d2, alphas[:: max(1, points // 21)],
-                                 alphas[:: max(1, points // 21)], vectorized=True, kind="random")
+            surf = surface_slice(
+                fn,
+                w,
+                d1,
+                d2,
+                alphas[:: max(1, points // 21)],
+                alphas[:: max(1, points // 21)],
+                vectorized=True,
+                kind="random",
+            )
             stem = folder / f"{rid}-landscape-chain{k}"
-            paths += plot_loss_line(line, f"{stem}-line",
-                                    title=f"run {rid} chain {k}: F along a random direction",
-                                    xlabel=f"α (direction norm {scale:.3g})")
-            paths += plot_loss_surface(surf, f"{stem}-surface",
-                                       title=f"run {rid} chain {k}: F on a random plane")
-            rise = float((line.losses[0] + line.losses[-1]) / 2 - line.losses[points // 2])
-            db.add_measurements(rid, [(k, "landscape/line_rise", rise,
-                                       {"span": span, "direction_norm": scale})])
+            paths += plot_loss_line(
+                line,
+                f"{stem}-line",
+                title=f"run {rid} chain {k}: F along a random direction",
+                xlabel=f"α (direction norm {scale:.3g})",
+            )
+            paths += plot_loss_surface(
+                surf, f"{stem}-surface", title=f"run {rid} chain {k}: F on a random plane"
+            )
+            rise = float((line.losses[0] + line.losses[-1]) / 2 - line.losses[center])
+            db.add_measurements(
+                rid, [(k, "landscape/line_rise", rise, {"span": span, "direction_norm": scale})]
+            )
         if len(picked) >= 2:
             a, b = picked[0], picked[1]
             wa = torch.as_tensor(params[a], dtype=torch.float64)
             wb = torch.as_tensor(params[b], dtype=torch.float64)
-            line = interpolation_slice(fn, wa, wb, np.linspace(-0.25, 1.25, points),
-                                       vectorized=True)
+            grid = _grid_with(np.linspace(-0.25, 1.25, points), 0.0, 1.0)  # the two ends exactly
+            line = interpolation_slice(fn, wa, wb, grid, vectorized=True)
             inside = (line.alphas >= 0) & (line.alphas <= 1)
-            ends = max(float(line.losses[inside][0]), float(line.losses[inside][-1]))
+            ends = max(
+                float(line.losses[line.alphas == 0][0]), float(line.losses[line.alphas == 1][0])
+            )
             barrier = float(line.losses[inside].max()) - ends
-            paths += plot_loss_line(line, folder / f"{rid}-interpolation-{a}-{b}",
-                                    title=f"run {rid}: F between chains {a} and {b}",
-                                    xlabel="α  ((1−α)·w_a + α·w_b)")
+            paths += plot_loss_line(
+                line,
+                folder / f"{rid}-interpolation-{a}-{b}",
+                title=f"run {rid}: F between chains {a} and {b}",
+                xlabel="α  ((1−α)·w_a + α·w_b)",
+            )
             db.add_measurements(rid, [(a, f"landscape/barrier_to_chain{b}", barrier, None)])
     return paths

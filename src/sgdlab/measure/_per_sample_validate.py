@@ -1,0 +1,156 @@
+"""First-use validation of the per-sample fast path for a (model, loss) pair (private).
+
+The fast path of :mod:`sgdlab.measure.per_sample` rests on two assumptions that one batch's
+backward pass cannot reveal:
+
+1. **The loss is the plain mean of per-sample losses**, L = (1/B) Σ_i ℓ_i (no class weights,
+   no ``ignore_index``, no ``reduction="sum"``). Only then is B·∂L/∂z_i sample i's own
+   gradient; the fallback computes ∇ℓ_i from a batch of one, so a weighted mean would make
+   the two paths disagree silently.
+2. **Dim 0 of every supported layer's input is the sample.** A sequence-first layer (input
+   ``[T, B, I]``) with T = B would mix positions and samples without any shape error.
+
+The first time a model is measured with a given loss function and input signature (shapes
+past dim 0, dtypes, devices), both are checked on a sub-batch of m = min(3, n − 1) samples,
+in eval mode and with the RNG state forked:
+
+* the gradient of the sub-batch loss must equal the mean of the m single-sample gradients
+  (elementwise, within rounding of the sum of their magnitudes), else ``ValueError``;
+* for every parameter the fast path handles, its per-sample squared norms on the sub-batch
+  must equal those of the single-sample gradients; a module that fails, or a supported
+  module that the sub-batch already sent to the fallback, is sent to the fallback from
+  then on.
+
+A sub-batch smaller than n also exposes a layer whose dim 0 is not the batch. The result is
+cached per model (weakly) and loss function (at most :data:`MAX_ENTRIES` per model). The check
+costs m + 1 small backward passes once; later calls cost a dictionary lookup. It cannot
+catch an assumption broken only by samples outside the sub-batch (e.g. an ``ignore_index``
+label that first appears later): the requirement is stated in the public docstrings.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from sgdlab.measure._per_sample_layers import _rtol, fast_kind
+from sgdlab.measure._per_sample_vmap import LossFn, call_loss, trainable
+
+#: cached validations per model (the least recently used is dropped beyond this)
+MAX_ENTRIES = 8
+
+_CACHE: weakref.WeakKeyDictionary[nn.Module, dict] = weakref.WeakKeyDictionary()
+
+#: measure(inputs, targets) → PerSampleStats of the fast path, without validation
+Measure = Callable[[tuple[Tensor, ...], Tensor | None], object]
+
+
+def _signature(x: tuple[Tensor, ...], targets: Tensor | None) -> tuple:
+    sig = tuple((tuple(t.shape[1:]), t.dtype, str(t.device)) for t in x)
+    if targets is not None:
+        sig += ((tuple(targets.shape[1:]), targets.dtype, str(targets.device)),)
+    return sig
+
+
+def modules_to_fall_back(
+    model: nn.Module,
+    loss_fn: LossFn,
+    x: tuple[Tensor, ...],
+    targets: Tensor | None,
+    measure: Measure,
+) -> frozenset[str]:
+    """Names of the fast-path modules whose per-sample layout failed the check (usually none).
+
+    Raises:
+        ValueError: ``loss_fn`` is not the plain mean of per-sample losses.
+    """
+    n = x[0].shape[0]
+    if n < 2:
+        return frozenset()  # one sample: the batch gradient is its gradient
+    try:
+        key = (loss_fn, _signature(x, targets))
+        hash(key)
+    except TypeError:  # an unhashable loss function: checked on every call
+        key = None
+    entries = _CACHE.setdefault(model, {})
+    if key is not None and key in entries:
+        entries[key] = entries.pop(key)  # most recently used last
+        return entries[key]
+    bad = _validate(model, loss_fn, x, targets, measure, m=min(3, n - 1))
+    if key is not None:
+        entries[key] = bad
+        while len(entries) > MAX_ENTRIES:
+            entries.pop(next(iter(entries)))
+    return bad
+
+
+def _validate(
+    model: nn.Module,
+    loss_fn: LossFn,
+    x: tuple[Tensor, ...],
+    targets: Tensor | None,
+    measure: Measure,
+    m: int,
+) -> frozenset[str]:
+    params = trainable(model)
+    names, tensors = list(params), list(params.values())
+    sub = tuple(t[:m] for t in x)
+    y = None if targets is None else targets[:m]
+    modes = {mod: mod.training for mod in model.modules()}
+    devices = sorted({t.device.index or 0 for t in (*tensors, *x) if t.device.type == "cuda"})
+
+    def grads(xs: tuple[Tensor, ...], ys: Tensor | None) -> list[Tensor]:
+        gs = torch.autograd.grad(call_loss(model, loss_fn, xs, ys), tensors, allow_unused=True)
+        return [torch.zeros_like(p) if g is None else g for p, g in zip(tensors, gs, strict=True)]
+
+    try:
+        with torch.random.fork_rng(devices=devices):
+            model.eval()
+            single = [
+                grads(tuple(t[i : i + 1] for t in sub), None if y is None else y[i : i + 1])
+                for i in range(m)
+            ]
+            batch = grads(sub, y)
+            stats = measure(sub, y)
+    finally:
+        for mod, training in modes.items():
+            mod.training = training
+    # rounding is set by the least precise floating dtype in play (a float64 layer feeding a
+    # float32 one has float32 gradients)
+    floats = {t.dtype for t in (*tensors, *x) if t.is_floating_point()}
+    rtol = max(_rtol(d) for d in floats) if floats else _rtol(torch.float32)
+    with torch.no_grad():
+        for j, k in enumerate(names):
+            g = torch.stack([s[j] for s in single])  # [m, *shape]
+            scale = g.abs().mean(0)
+            tol = rtol * scale + torch.finfo(g.dtype).tiny
+            if not bool(((batch[j] - g.mean(0)).abs() <= tol).all()):
+                raise ValueError(
+                    f"loss_fn is not the plain mean of per-sample losses: on the first {m} "
+                    f"samples the gradient of the batch loss differs from the mean of the "
+                    f"single-sample gradients (parameter {k!r}). Per-sample statistics need "
+                    "L = (1/B) Σ_i ℓ_i: use reduction='mean' without class weights or "
+                    "ignore_index"
+                )
+        bad = set()
+        holders = dict(model.named_modules())
+        for j, k in enumerate(names):
+            holder = k.rpartition(".")[0]
+            if stats.method[k] == "vmap":  # type: ignore[attr-defined]
+                # a supported layer the sub-batch sent to the fallback (dim 0 is not the
+                # sample, or its weight is used elsewhere) must not take the fast path later,
+                # when dim 0 may happen to equal the batch size
+                if fast_kind(holders[holder]) is not None:
+                    bad.add(holder)
+                continue
+            if stats.method[k] not in ("linear", "conv", "embedding"):  # type: ignore[attr-defined]
+                continue
+            want = torch.stack([s[j].pow(2).sum() for s in single])
+            got = stats.norm_sq[k]  # type: ignore[attr-defined]
+            tol = rtol * want + torch.finfo(want.dtype).tiny
+            if got.shape != want.shape or not bool(((got - want).abs() <= tol).all()):
+                bad.add(holder)
+    return frozenset(bad)

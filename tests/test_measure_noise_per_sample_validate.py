@@ -1,0 +1,113 @@
+"""First-use validation of the per-sample fast path: layouts it cannot see and non-mean losses.
+
+Covers: ``sgdlab.measure._per_sample_validate`` through ``per_sample_stats``.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import sgdlab.measure._per_sample_validate as V
+from sgdlab.measure.per_sample import per_sample_grads, per_sample_stats, stats_from_grads
+
+F64 = torch.float64
+
+
+class SequenceFirst(nn.Module):
+    """Input ``[B, T, I]`` transposed to ``[T, B, I]`` before its Linear: dim 0 of the layer is
+    time, not the sample."""
+
+    def __init__(self, dim: int = 4) -> None:
+        super().__init__()
+        self.lin = nn.Linear(dim, 5)
+        self.head = nn.Linear(5, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.tanh(self.lin(x.transpose(0, 1)))  # [T, B, 5]
+        return self.head(h.mean(0))
+
+
+class Flattened(nn.Module):
+    """Samples and positions merged into dim 0 before the Linear (``[B·T, I]``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, I = x.shape
+        return self.lin(x.reshape(B * T, I)).reshape(B, T, 3).mean(1)
+
+
+def seq_data(n: int, t: int):
+    g = torch.Generator().manual_seed(4)
+    return torch.randn(n, t, 4, generator=g, dtype=F64), torch.randint(0, 3, (n,), generator=g)
+
+
+def assert_matches_loop(model, loss_fn, x, y) -> None:
+    fast = per_sample_stats(model, loss_fn, x, y)
+    ref = stats_from_grads(per_sample_grads(model, loss_fn, x, y))
+    for k in fast.norm_sq:
+        torch.testing.assert_close(fast.norm_sq[k], ref.norm_sq[k], rtol=1e-6, atol=1e-12)
+        torch.testing.assert_close(fast.sq_sum[k], ref.sq_sum[k], rtol=1e-6, atol=1e-12)
+
+
+def test_time_major_layer_with_as_many_steps_as_samples_goes_to_the_fallback() -> None:
+    """T = B = 6: every shape looks batch-first, yet the layer's dim 0 is time."""
+    torch.manual_seed(0)  # test-side initialisation only
+    model = SequenceFirst().double()
+    x, y = seq_data(6, 6)
+    assert_matches_loop(model, nn.CrossEntropyLoss(), x, y)
+    method = per_sample_stats(model, nn.CrossEntropyLoss(), x, y).method
+    assert method["lin.weight"] == "vmap" and method["head.weight"] == "linear"
+
+
+def test_samples_merged_with_positions_go_to_the_fallback() -> None:
+    torch.manual_seed(0)  # test-side initialisation only
+    model = Flattened().double()
+    x, y = seq_data(5, 3)
+    assert_matches_loop(model, nn.CrossEntropyLoss(), x, y)
+    assert per_sample_stats(model, nn.CrossEntropyLoss(), x, y).method["lin.weight"] == "vmap"
+
+
+@pytest.mark.parametrize(
+    "loss_fn",
+    [
+        nn.CrossEntropyLoss(weight=torch.tensor([1.0, 3.0, 0.5], dtype=F64)),
+        nn.CrossEntropyLoss(reduction="sum"),
+    ],
+    ids=["class-weights", "sum"],
+)
+def test_a_loss_that_is_not_the_plain_mean_is_refused(loss_fn) -> None:
+    torch.manual_seed(0)  # test-side initialisation only
+    model = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3)).double()
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(8, 4, generator=g, dtype=F64)
+    y = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    with pytest.raises(ValueError, match="plain mean of per-sample losses"):
+        per_sample_stats(model, loss_fn, x, y)
+
+
+def test_validation_runs_once_and_leaves_no_trace(monkeypatch) -> None:
+    """Cached per (model, loss, signature); RNG state, modes and ``.grad`` untouched."""
+    calls = []
+    real = V._validate
+    monkeypatch.setattr(V, "_validate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    torch.manual_seed(0)  # test-side initialisation only
+    model = nn.Sequential(nn.Flatten(), nn.Linear(8, 6), nn.Dropout(0.2), nn.Linear(6, 3))
+    model = model.double()
+    model[2].eval()  # a submodule in a mode of its own: restored as it was
+    loss_fn = nn.CrossEntropyLoss()
+    g = torch.Generator().manual_seed(6)
+    x, y = torch.randn(10, 8, generator=g, dtype=F64), torch.randint(0, 3, (10,), generator=g)
+    state = torch.get_rng_state()
+    per_sample_stats(model, loss_fn, x, y)  # eval-mode dropout: no draw here either
+    assert torch.equal(torch.get_rng_state(), state)
+    assert model.training and not model[2].training and model[1].training
+    assert all(p.grad is None for p in model.parameters())
+    per_sample_stats(model, loss_fn, x * 2, y)  # same signature: cached
+    assert len(calls) == 1
+    per_sample_stats(model, loss_fn, x.reshape(10, 2, 4), y)  # new signature
+    assert len(calls) == 2
