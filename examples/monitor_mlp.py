@@ -49,8 +49,10 @@ def main() -> None:
     last = mon.summary()
     print(f"run {mon.run_id}: {mon.t} steps, final loss {last['loss']:.4f}")
     print(
-        f"gradient noise tr Σ = {last['trace_cov']:.3g}, B_simple ≈ {last['noise_scale']:.1f} "
-        f"(batch {args.batch_size}), temperature T ≈ {last['temperature']:.3g}"
+        f"gradient noise tr Σ = {last['trace_cov']:.3g}; noise scale B_simple ≈ "
+        f"{last['noise_scale']:.1f} (smoothed over the run; the last batch alone gave "
+        f"{last['b_simple']:.1f}) at batch {args.batch_size}; temperature T ≈ "
+        f"{last['temperature']:.3g}"
     )
     print(f"store: {args.store} — next: sgdlab show {mon.run_id} --store {args.store}")
 

@@ -11,22 +11,43 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from sgdlab.errors import ConfigError, SgdlabError
+from sgdlab._cli_util import err, guarded, make_console, positive, writable_dir
+from sgdlab.errors import ConfigError
 
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     help="Measure, control and exploit the randomness of SGD.",
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from sgdlab import __version__
+
+        typer.echo(f"sgdlab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="print the version and exit"
+        ),
+    ] = False,
+) -> None:
+    """Measure, control and exploit the randomness of SGD."""
 from sgdlab.lab.cli import lab_app  # noqa: E402
 
 app.add_typer(lab_app, name="lab")
-console = Console()
-err = Console(stderr=True)
+console = make_console()
 
 StoreOpt = Annotated[
     Path | None,
@@ -34,13 +55,11 @@ StoreOpt = Annotated[
 ]
 
 
-def _fail(exc: Exception) -> None:
-    if isinstance(exc, ConfigError):
-        msg = f"[bold red]error:[/] {exc.field}: {exc.message}"
-        err.print(msg, highlight=False, soft_wrap=True)
-        raise typer.Exit(2)
-    err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-    raise typer.Exit(1)
+RUN_STATUSES = ("complete", "running", "failed")
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
 
 
 def _store_path(store: Path | None) -> Path:
@@ -51,8 +70,11 @@ def _store_path(store: Path | None) -> Path:
 
 def run_with_progress(config: Any, store: Path | None, name: str | None = None) -> Any:
     """Run a config with a rich progress bar; returns the RunResult."""
+    from sgdlab.config import load_config
     from sgdlab.engine.runner import run
 
+    config = load_config(config)
+    config.canonical()  # validates the components too: a bad config fails before the bar
     with Progress(
         TextColumn("[bold]running[/]"),
         BarColumn(),
@@ -61,6 +83,7 @@ def run_with_progress(config: Any, store: Path | None, name: str | None = None) 
         TimeRemainingColumn(),
         console=err,
         transient=True,
+        disable=not err.is_terminal,  # no bar (and no stray blank line) in logs and pipes
     ) as bar:
         task = bar.add_task("run", total=None)
 
@@ -71,6 +94,7 @@ def run_with_progress(config: Any, store: Path | None, name: str | None = None) 
 
 
 @app.command("run")
+@guarded
 def run_cmd(
     config: Annotated[
         Path | None, typer.Argument(help="YAML config file (default: the built-in quick start)")
@@ -81,14 +105,10 @@ def run_cmd(
     """Run K chains of a YAML config and store the results."""
     from sgdlab.defaults import QUICKSTART
 
-    try:
-        result = run_with_progress(config if config is not None else QUICKSTART, store, name)
-    except SgdlabError as exc:
-        _fail(exc)
-        return
+    result = run_with_progress(config if config is not None else QUICKSTART, store, name)
     n_div = int(result.diverged.sum())
     console.print(
-        f"run [bold cyan]{result.run_id}[/] complete: {result.chains} chains, "
+        f"run [bold cyan]{result.run_id}[/] complete: {_plural(result.chains, 'chain')}, "
         f"{result.wall_seconds:.1f}s, {n_div} diverged"
     )
     console.print(f"store: {result.store_path}")
@@ -96,6 +116,7 @@ def run_cmd(
 
 
 @app.command("runs")
+@guarded
 def runs_cmd(
     store: StoreOpt = None,
     status: Annotated[str | None, typer.Option(help="complete, running or failed")] = None,
@@ -104,12 +125,12 @@ def runs_cmd(
     """List the runs in the store, newest first."""
     from sgdlab.store import Store
 
-    try:
-        with Store(_store_path(store), read_only=True) as db:
-            rows = db.runs(status=status)
-    except SgdlabError as exc:
-        _fail(exc)
-        return
+    if status is not None and status not in RUN_STATUSES:
+        raise ConfigError("--status", f"must be one of {', '.join(RUN_STATUSES)}, got {status!r}")
+    if limit < 1:
+        raise ConfigError("--limit", f"must be at least 1, got {limit}")
+    with Store(_store_path(store), read_only=True) as db:
+        rows = db.runs(status=status)
     table = Table(title=f"runs in {_store_path(store)}")
     table.add_column("run id", no_wrap=True, style="cyan")
     for col in ("kind", "name", "problem", "optimizer", "K", "T", "status", "time"):
@@ -120,16 +141,18 @@ def runs_cmd(
         opt = cfg.get("optimizer") or {}
         opt_s = f"{opt.get('name', '')} lr={opt.get('lr', '')}" if opt else ""
         secs = r["wall_seconds"]
-        table.add_row(
+        cells = (
             r["run_id"], r["kind"] or "", r["name"] or "", prob, opt_s, str(r["chains"]),
             str(r["steps"] or ""), r["status"], "" if secs is None else f"{secs:.1f}s",
-        )
+        )  # fmt: skip
+        table.add_row(*(escape(c) for c in cells))
     console.print(table)
     if len(rows) > limit:
         console.print(f"({len(rows) - limit} more; use --limit)")
 
 
 @app.command("show")
+@guarded
 def show_cmd(
     run_id: Annotated[str, typer.Argument(help="run id (a unique prefix is enough)")],
     store: StoreOpt = None,
@@ -138,10 +161,8 @@ def show_cmd(
     """Summarize a run and draw its objective across chains (median, 10–90% band)."""
     from sgdlab.report.summary import show_run
 
-    try:
-        show_run(run_id, _store_path(store), out, console)
-    except SgdlabError as exc:
-        _fail(exc)
+    writable_dir(out, "--out")
+    show_run(run_id, _store_path(store), out, console)
 
 
 @app.command("problems")
@@ -182,6 +203,7 @@ def _parse_chains(chains: str | None) -> list[int] | None:
 
 
 @app.command("sharpness")
+@guarded
 def sharpness_cmd(
     run_id: Annotated[str, typer.Argument(help="run id (a unique prefix is enough)")],
     chains: ChainsOpt = None,
@@ -193,12 +215,12 @@ def sharpness_cmd(
     """Sharpness of F at a run's final parameters: λ_max, tr H, ε-, ρ- and adaptive sharpness."""
     from sgdlab.report.run_measures import sharpness_of_run
 
-    try:
-        rows = sharpness_of_run(_store_path(store), run_id, _parse_chains(chains),
-                                epsilon=epsilon, rho=rho, tol=tol)
-    except SgdlabError as exc:
-        _fail(exc)
-        return
+    positive(epsilon, "--epsilon")
+    positive(rho, "--rho")
+    if not 0 < tol < 1:
+        raise ConfigError("--tol", f"must be in (0, 1), got {tol}")
+    rows = sharpness_of_run(_store_path(store), run_id, _parse_chains(chains),
+                            epsilon=epsilon, rho=rho, tol=tol)  # fmt: skip
     table = Table(title=f"sharpness of F at the final parameters of run {run_id}")
     cols = ("chain", "F", "λ_max", "tr H ± SE", "ε-sharpness %", "ρ-sharpness", "ASAM")
     for col in cols:
@@ -214,6 +236,7 @@ def sharpness_cmd(
 
 
 @app.command("landscape")
+@guarded
 def landscape_cmd(
     run_id: Annotated[str, typer.Argument(help="run id (a unique prefix is enough)")],
     chains: ChainsOpt = None,
@@ -224,18 +247,16 @@ def landscape_cmd(
     """Loss-landscape slices of F through a run's final parameters (and between two chains)."""
     from sgdlab.report.run_measures import landscape_of_run
 
-    try:
-        paths = landscape_of_run(_store_path(store), run_id, _parse_chains(chains), out,
-                                 span=span)
-    except SgdlabError as exc:
-        _fail(exc)
-        return
+    positive(span, "--span")
+    writable_dir(out, "--out")
+    paths = landscape_of_run(_store_path(store), run_id, _parse_chains(chains), out, span=span)
     for path in paths:
         if path.suffix == ".png":
-            console.print(f"figure: {path.resolve()}")
+            console.print(f"figure: {path.resolve()}", soft_wrap=True, highlight=False)
 
 
 @app.command("advise")
+@guarded
 def advise_cmd(
     run_id: Annotated[str, typer.Argument(help="run id (a unique prefix is enough)")],
     store: StoreOpt = None,
@@ -243,19 +264,20 @@ def advise_cmd(
     """What to change (batch size, learning rate, clipping), from a run's measured noise."""
     from sgdlab.report.summary import advice_for_run
 
-    try:
-        items = advice_for_run(run_id, _store_path(store))
-    except SgdlabError as exc:
-        _fail(exc)
-        return
+    items, has_noise = advice_for_run(run_id, _store_path(store))
+    if not has_noise:
+        console.print("note: the run recorded no noise statistics, so there is no batch-size "
+                      "advice; record them with `record: {noise: true}` in the config, or "
+                      "with Monitor(noise_every=...)", highlight=False)  # fmt: skip
     if not items:
-        console.print("no advice: no rule fired (batch near the noise scale, no spikes, stable "
-                      "loss — or the run recorded no noise statistics: record.noise / Monitor)")
+        console.print("no advice: no rule fired (no spikes, stable loss"
+                      + (", batch near the noise scale)" if has_noise else ")"))  # fmt: skip
     for item in items:
         console.print(f"[bold]{item.kind}[/]: {item.message}", highlight=False)
 
 
 @app.command("demo")
+@guarded
 def demo_cmd(
     store: StoreOpt = None,
     out: Annotated[Path | None, typer.Option(help="report folder")] = None,
@@ -270,6 +292,16 @@ def demo_cmd(
 
 
 def main() -> None:  # pragma: no cover
+    """Console entry point: SIGTERM stops a run like Ctrl-C (the run is marked failed)."""
+    import signal
+
+    from sgdlab._cli_util import Terminated
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        raise Terminated("SIGTERM")
+
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, on_sigterm)
     app()
 
 

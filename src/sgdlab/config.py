@@ -25,6 +25,7 @@ import difflib
 import hashlib
 import json
 import re
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -60,6 +61,7 @@ def validate_section(model: type[BaseModel], data: Any, section: str) -> Any:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(section, f"must be a mapping of keys to values, got {data!r}")
+    _reject_booleans_as_numbers(model, data, section)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -76,11 +78,42 @@ def validate_section(model: type[BaseModel], data: Any, section: str) -> Any:
             raise ConfigError(
                 field, f"unknown key {key!r}{suggestion} (valid keys: {', '.join(known)})"
             ) from None
+        if err["type"] == "missing":
+            raise ConfigError(
+                field, "required, give a value (`sgdlab problems` and `sgdlab optimizers` list "
+                "every component's parameters)"
+            ) from None
         msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
         got = err.get("input")
         if err["type"] != "missing" and repr(got) not in msg:
             msg = f"{msg} (got {got!r})"
         raise ConfigError(field, msg) from None
+
+
+def _numeric_only(annotation: Any) -> bool:
+    """True when ``annotation`` admits int or float values but not booleans."""
+    args = typing.get_args(annotation) or (annotation,)
+    flat: list[Any] = []
+    for a in args:
+        inner = typing.get_args(a) if typing.get_origin(a) in (list, tuple) else (a,)
+        flat += list(inner)
+    return bool not in flat and any(a in (int, float) for a in flat)
+
+
+def _reject_booleans_as_numbers(model: type[BaseModel], data: dict, section: str) -> None:
+    """YAML's ``true``/``false`` would pass as 1/0 for numeric fields (``chains: true`` → 1
+    chain): refuse them, in nested sections too."""
+    for key, value in data.items():
+        info = model.model_fields.get(key) if isinstance(key, str) else None
+        if info is None:
+            continue
+        field = f"{section}.{key}" if section else key
+        values = value if isinstance(value, list) else [value]
+        if any(isinstance(v, bool) for v in values) and _numeric_only(info.annotation):
+            raise ConfigError(field, f"expected a number, got {value!r}")
+        sub = info.annotation
+        if isinstance(value, dict) and isinstance(sub, type) and issubclass(sub, BaseModel):
+            _reject_booleans_as_numbers(sub, value, field)
 
 
 #: bumped whenever the same config would give different results (engine or component
@@ -253,7 +286,13 @@ def load_config(source: RunConfig | dict[str, Any] | str | Path) -> RunConfig:
         path = Path(source)
         if not path.exists():
             raise ConfigError("config", f"file {str(path)!r} does not exist")
-        data = load_yaml(path.read_text(), str(path))
+        if path.is_dir():
+            raise ConfigError("config", f"{str(path)!r} is a folder; give a YAML file")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise ConfigError("config", f"{str(path)!r} is not a UTF-8 text (YAML) file") from None
+        data = load_yaml(text, str(path))
     else:
         data = source
     if not isinstance(data, dict):

@@ -18,8 +18,10 @@ What it records (step t counts calls to :meth:`Monitor.step`):
   :func:`sgdlab.measure.noise_stats` at the parameters *after* the optimizer step:
   ``trace_cov`` tr Σ̂ (per-sample gradient covariance, loss with ``reduction="mean"``),
   ``trace_cov_se``, ``grad_norm_sq`` |ḡ|², ``b_simple`` = tr Σ̂ / (|ḡ|² − tr Σ̂/b) (bias-
-  corrected), ``noise_scale`` (the McCandlish et al. 2018 two-batch estimator of B_simple,
-  smoothed by bias-corrected EMAs), ``mean_gsnr`` and ``temperature``
+  corrected; from *this batch alone*, so noisy from one measurement to the next),
+  ``noise_scale`` (the McCandlish et al. 2018 two-batch estimator of the same B_simple,
+  smoothed by bias-corrected EMAs over the run: the value to act on, and the one
+  :meth:`Monitor.advice` uses), ``mean_gsnr`` and ``temperature``
   T = η/(1−m)·(tr Σ/d)/(2b) (convention of :mod:`sgdlab.measure.thermal`).
 
 It never changes the trajectory: the extra pass runs under ``torch.random.fork_rng`` (the

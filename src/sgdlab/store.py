@@ -95,11 +95,24 @@ class Store:
         self.path = Path(path) if path is not None else default_store_path()
         if read_only and not self.path.exists():
             raise StoreError(f"no results store at {self.path}: run something first")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.is_dir():
+            raise StoreError(f"results store {self.path} is a folder; give a .duckdb file path")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create the folder of results store {self.path}: {exc.strerror}"
+            ) from None
         try:
             self.con = duckdb.connect(str(self.path), read_only=read_only)
         except duckdb.Error as exc:
-            raise StoreError(f"cannot open results store {self.path}: {exc}") from None
+            if "lock" in str(exc).lower():
+                raise StoreError(
+                    f"results store {self.path} is in use by another process (a run still "
+                    "going?); wait for it to finish or use another --store"
+                ) from None
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise StoreError(f"cannot open results store {self.path}: {first}") from None
         if not read_only:
             for stmt in _SCHEMA:
                 self.con.execute(stmt)

@@ -7,13 +7,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from sgdlab._cli_util import err, guarded, make_console, writable_dir
+from sgdlab.errors import ConfigError
+
 lab_app = typer.Typer(no_args_is_help=True, help="Reproducible studies of the article's claims.")
-console = Console()
-err = Console(stderr=True)
+console = make_console()
 _STORE_HELP = "DuckDB results file (default: ./sgdlab-results/sgdlab.duckdb)"
 _OUT_HELP = "report folder (default: ./sgdlab-results/report)"
 
@@ -28,35 +30,40 @@ def list_cmd() -> None:
     table.add_column("article")
     table.add_column("claim")
     for name, cls in all_studies().items():
-        table.add_row(name, cls.section, cls.claim)
+        table.add_row(escape(name), escape(cls.section), escape(cls.claim))
     console.print(table)
 
 
 @lab_app.command("run")
+@guarded
 def run_cmd(
     names: Annotated[list[str] | None, typer.Argument(help="study names")] = None,
     all_: Annotated[bool, typer.Option("--all", help="run every study")] = False,
-    quick: Annotated[bool, typer.Option("--quick", help="small settings, minutes")] = False,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="small settings (about a minute for all studies)")
+    ] = False,
     store: Annotated[Path | None, typer.Option("--store", help=_STORE_HELP)] = None,
     out: Annotated[Path | None, typer.Option("--out", help=_OUT_HELP)] = None,
     workers: Annotated[int, typer.Option("--workers", help="worker processes (1: in-process)")] = 1,
 ) -> None:
     """Run studies (reusing stored runs), then write findings.json, figures and report.md."""
-    from sgdlab.errors import SgdlabError
     from sgdlab.lab.executor import make_executor
     from sgdlab.lab.session import run_studies
     from sgdlab.lab.study import all_studies
     from sgdlab.store import default_store_path
 
     registry = all_studies()
+    if all_ and names:
+        raise ConfigError("--all", f"give study names or --all, not both (got {names[0]!r})")
     selected = list(registry) if all_ else list(names or [])
     if not selected:
-        err.print("[bold red]error:[/] give study names or --all (see `sgdlab lab list`)")
-        raise typer.Exit(2)
+        raise ConfigError("studies", "give study names or --all (see `sgdlab lab list`)")
     bad = [n for n in selected if n not in registry]
     if bad:
-        err.print(f"[bold red]error:[/] unknown study {bad[0]!r}; studies: {', '.join(registry)}")
-        raise typer.Exit(2)
+        raise ConfigError("studies", f"unknown study {bad[0]!r}; studies: {', '.join(registry)}")
+    if workers < 1:
+        raise ConfigError("--workers", f"must be at least 1, got {workers}")
+    writable_dir(out, "--out")
     store_path = store if store is not None else default_store_path()
     t0 = time.perf_counter()
     with Progress(
@@ -77,27 +84,13 @@ def run_cmd(
             elif event == "analyze":
                 bar.update(task, status="analysing")
 
-        try:
-            outcome = run_studies(
-                selected, quick=quick, store=store_path, out=out,
-                executor=make_executor(workers), progress=progress,
-            )
-        except SgdlabError as exc:
-            err.print(f"[bold red]error:[/] {exc}")
-            raise typer.Exit(1) from None
+        outcome = run_studies(
+            selected, quick=quick, store=store_path, out=out,
+            executor=make_executor(workers), progress=progress,
+        )  # fmt: skip
         for study, task in tasks.items():
             bar.update(task, status=f"done {outcome.per_study_seconds.get(study, 0):.1f}s")
-    table = Table(title="findings", title_justify="left")
-    for col in ("study", "quantity", "measured [95% CI]", "predicted", "verdict"):
-        table.add_column(col)
-    from sgdlab.report.lab_report import fmt
-
-    colors = {"agrees": "green", "disagrees": "red", "inconclusive": "yellow"}
-    for f in outcome.findings:
-        table.add_row(
-            f.study, f.quantity, f"{fmt(f.measured)} [{fmt(f.ci_low)}, {fmt(f.ci_high)}]",
-            fmt(f.predicted), f"[{colors[f.verdict]}]{f.verdict}[/]",
-        )
+    table = findings_table(outcome.findings)
     console.print(table)
     console.print(
         f"{outcome.runs_total} runs ({outcome.runs_reused} reused from {store_path}) in "
@@ -106,3 +99,21 @@ def run_cmd(
     console.print(f"report:   {outcome.report.resolve()}")
     console.print(f"findings: {outcome.findings_json.resolve()}")
     console.print(f"figures:  {outcome.out.resolve()} ({len(outcome.figures)} PNG)")
+
+
+def findings_table(findings: list) -> Table:
+    """The terminal table of findings (labels like ``[inverse_sqrt: …]`` are text, not
+    Rich markup)."""
+    from sgdlab.report.lab_report import fmt, predicted
+
+    table = Table(title="findings", title_justify="left")
+    for col in ("study", "quantity", "measured [95% CI]", "predicted ± tol", "verdict"):
+        table.add_column(col)
+    colors = {"agrees": "green", "disagrees": "red", "inconclusive": "yellow"}
+    for f in findings:
+        measured = f"{fmt(f.measured)} [{fmt(f.ci_low)}, {fmt(f.ci_high)}]"
+        table.add_row(
+            escape(f.study), escape(f.quantity), escape(measured),
+            escape(predicted(f)), f"[{colors[f.verdict]}]{f.verdict}[/]",
+        )  # fmt: skip
+    return table

@@ -23,7 +23,7 @@ import math
 from typing import Literal
 
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from torch import Tensor
 
 from sgdlab.problems.base import PerSampleLossModule, Problem, ProblemParams, mean_of_outputs
@@ -53,6 +53,12 @@ class QuadraticParams(ProblemParams):
         if v is not None and any(e < 0 for e in v):
             raise ValueError("eigenvalues must be ≥ 0 (a quadratic bowl)")
         return v
+
+    @model_validator(mode="after")
+    def _ordered(self) -> QuadraticParams:
+        if self.eigenvalues is None and self.mu > self.L:
+            raise ValueError(f"mu ({self.mu}) must not exceed L ({self.L}): swap them")
+        return self
 
 
 @register

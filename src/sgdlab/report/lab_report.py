@@ -17,6 +17,16 @@ def fmt(x: float | None) -> str:
     return f"{x:.4g}"
 
 
+def predicted(f: Finding) -> str:
+    """Theory's value as the verdict rule reads it: ± its tolerance, a bound, exact, or none."""
+    rule = f.details.get("rule")
+    if rule == "upper_bound":
+        return f"≤ {fmt(f.predicted)} (bound)"
+    if rule == "exact":
+        return "— (no claim)" if f.predicted is None else f"{fmt(f.predicted)} (exact)"
+    return "— (direction)" if f.predicted is None else f"{fmt(f.predicted)} ± {fmt(f.tolerance)}"
+
+
 def findings_table(findings: list[Finding]) -> str:
     """The Markdown table of findings."""
     lines = [
@@ -24,13 +34,7 @@ def findings_table(findings: list[Finding]) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for f in findings:
-        pred = (
-            "— (direction)" if f.predicted is None else f"{fmt(f.predicted)} ± {fmt(f.tolerance)}"
-        )
-        if f.details.get("rule") == "upper_bound":
-            pred = f"≤ {fmt(f.predicted)} (bound)"
-        if f.details.get("rule") == "exact":
-            pred = "— (no claim)" if f.predicted is None else f"{fmt(f.predicted)} (exact)"
+        pred = predicted(f)
         meas = f"{fmt(f.measured)} [{fmt(f.ci_low)}, {fmt(f.ci_high)}]"
         fig = f"[{f.figure}]({f.figure})" if f.figure else ""
         claim = f.claim.replace("|", "\\|")

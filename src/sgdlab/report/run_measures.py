@@ -48,12 +48,13 @@ def run_streams(info: dict[str, Any]) -> Streams:
     )
 
 
-def rebuild_problem(info: dict[str, Any]) -> Problem:
-    """The run's problem in float64, with the run's own data."""
+def rebuild_problem(info: dict[str, Any], instead: str = "sharpness") -> Problem:
+    """The run's problem in float64, with the run's own data (``instead``: the function of
+    :mod:`sgdlab.measure` to suggest for a Monitor run)."""
     if info.get("kind") == "monitor":
         raise StoreError(
             f"run {info['run_id']} is a Monitor run of a user's model: its parameters are not "
-            "stored; call sgdlab.measure.sharpness on the model instead"
+            f"stored; call sgdlab.measure.{instead} on the model instead"
         )
     prob = dict(info["config"]["problem"])
     name = prob.pop("name")
@@ -72,7 +73,13 @@ def select_chains(
             raise ConfigError("--chains", f"chain {bad[0]} does not exist (the run has {K})")
         return list(chains)
     skip = set(diverged)
-    return [k for k in range(K) if k not in skip and np.isfinite(params[k]).all()][:default]
+    picked = [k for k in range(K) if k not in skip and np.isfinite(params[k]).all()][:default]
+    if not picked:
+        raise StoreError(
+            f"all {K} chains of the run diverged: nothing to measure (pick chains with "
+            "--chains to measure their last finite parameters anyway)"
+        )
+    return picked
 
 
 def _open(store_path: Path) -> Store:
@@ -174,7 +181,7 @@ def landscape_of_run(
     with _open(store_path) as db:
         info = db.run(run_id)
         rid = info["run_id"]
-        problem = rebuild_problem(info)
+        problem = rebuild_problem(info, "loss_surface")
         params = db.params(rid)
         streams = run_streams(info)
         fn = problem.objective

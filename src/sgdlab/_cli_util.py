@@ -1,0 +1,96 @@
+"""Error handling shared by the command-line modules (private).
+
+Every command reports a bad argument or config as one line naming the field and the fix and
+exits 2, and reports other expected failures (a run that failed, a store in use, a file that
+cannot be read or written) as one line and exits 1 — never with a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from sgdlab.errors import ConfigError, SgdlabError
+
+
+def make_console(stderr: bool = False) -> Console:
+    """A console that does not wrap long lines (paths, messages). When the output is not a
+    terminal (a log, a pipe) and ``COLUMNS`` is unset, tables get 160 columns, not Rich's 80."""
+    stream = sys.stderr if stderr else sys.stdout
+    wide = not stream.isatty() and "COLUMNS" not in os.environ
+    return Console(stderr=stderr, soft_wrap=True, width=160 if wide else None)
+
+
+err = make_console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def error_line(text: str) -> None:
+    """Print ``error: text`` on stderr (``text`` is not read as markup)."""
+    err.print(f"[bold red]error:[/] {escape(text)}", highlight=False)
+
+
+def fail(exc: Exception) -> NoReturn:
+    """Print ``exc`` as one line; exit 2 for a :class:`ConfigError`, 1 otherwise."""
+    if isinstance(exc, ConfigError):
+        error_line(f"{exc.field}: {exc.message}")
+        raise typer.Exit(2)
+    if isinstance(exc, OSError) and exc.filename is not None:
+        error_line(f"{exc.filename}: {exc.strerror or type(exc).__name__}")
+        raise typer.Exit(1)
+    error_line(str(exc))
+    raise typer.Exit(1)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that a run in progress is marked failed."""
+
+
+def guarded(fn: F) -> F:
+    """Run a command, turning sgdlab errors, file-system errors and interrupts into one-line
+    messages (exit 130 on Ctrl-C, 143 on SIGTERM)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (SgdlabError, OSError) as exc:
+            fail(exc)
+        except KeyboardInterrupt as exc:
+            term = isinstance(exc, Terminated)
+            error_line(
+                ("terminated" if term else "interrupted")
+                + "; a run in progress is marked failed in the store"
+            )
+            raise typer.Exit(143 if term else 130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def writable_dir(path: Path | None, option: str) -> None:
+    """Create ``path`` (when given) or raise a :class:`ConfigError` naming ``option``."""
+    if path is None:
+        return
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            option, f"cannot create folder {path}: {exc.strerror}; choose another folder"
+        ) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(option, f"folder {path} is not writable; choose another folder")
+
+
+def positive(value: float, option: str) -> None:
+    """Raise a :class:`ConfigError` unless ``value`` > 0."""
+    if not value > 0:
+        raise ConfigError(option, f"must be > 0, got {value}")
