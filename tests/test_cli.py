@@ -81,3 +81,14 @@ def test_show_unknown_run(tmp_path):
     runner.invoke(app, ["run", str(write(tmp_path)), "--store", str(store)])
     res = runner.invoke(app, ["show", "nope", "--store", str(store)])
     assert res.exit_code == 1 and "no run" in res.output
+
+
+def test_show_lists_only_the_settings_of_the_chosen_dataset(tmp_path):
+    store = tmp_path / "r.duckdb"
+    cfg = write(tmp_path, problem={"name": "logistic_regression", "dataset": "iris"}, steps=5)
+    res = runner.invoke(app, ["run", str(cfg), "--store", str(store)])
+    run_id = re.search(r"run (\w+) complete", res.output).group(1)
+    res = runner.invoke(app, ["show", run_id, "--store", str(store), "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert "dataset=iris" in res.output
+    assert "n_features" not in res.output and "separation" not in res.output  # synthetic only
