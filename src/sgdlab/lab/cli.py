@@ -17,7 +17,7 @@ from sgdlab.errors import ConfigError
 lab_app = typer.Typer(no_args_is_help=True, help="Reproducible studies of the article's claims.")
 console = make_console()
 _STORE_HELP = "DuckDB results file (default: ./sgdlab-results/sgdlab.duckdb)"
-_OUT_HELP = "report folder (default: ./sgdlab-results/report)"
+_OUT_HELP = "report folder (default: report/ beside the store, ./sgdlab-results/report)"
 
 
 @lab_app.command("list")

@@ -29,6 +29,17 @@ from sgdlab.store import Store, open_store
 
 DEFAULT_OUT = Path("sgdlab-results") / "report"
 
+
+def _default_out(store: object) -> Path:
+    """``report/`` beside the results store (as ``sgdlab show`` puts figures beside it)."""
+    from sgdlab.store import Store, default_store_path
+
+    if isinstance(store, Store):
+        return store.path.parent / "report"
+    if isinstance(store, str | Path):
+        return Path(store).parent / "report"
+    return default_store_path().parent / "report" if store is None else DEFAULT_OUT
+
 #: callback(event, study, done, total): event is "start", "run" or "analyze"
 Progress = Callable[[str, str, int, int], None]
 
@@ -154,7 +165,8 @@ def run_studies(
         names: registered study names (see ``sgdlab lab list``).
         quick: the small settings (all studies in a few minutes on 2 CPU cores).
         store: results store (path or open :class:`Store`; ``None``: the default path).
-        out: output folder (default ``./sgdlab-results/report``).
+        out: output folder (default: ``report/`` beside the store, so
+            ``./sgdlab-results/report`` for the default store).
         executor: how runs are executed (default :class:`LocalExecutor`).
         progress: optional callback ``(event, study, done, total)``.
         use_store: ``False`` runs everything in memory (no reuse, nothing written).
@@ -169,7 +181,7 @@ def run_studies(
         from sgdlab.errors import SgdlabError
 
         raise SgdlabError(f"unknown study {unknown[0]!r}; studies: {', '.join(registry)}")
-    out_dir = Path(out) if out is not None else DEFAULT_OUT
+    out_dir = Path(out) if out is not None else _default_out(store if use_store else None)
     out_dir.mkdir(parents=True, exist_ok=True)
     executor = executor or LocalExecutor()
     db = open_store(store) if use_store else None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import types
+import typing
 import warnings
 from pathlib import Path
 
@@ -20,15 +22,28 @@ _DATASET_NAMES = ("synthetic", "mnist", "npz")
 _PLOT_ORDER = ("suboptimality", "objective", "loss")
 
 
+def _type_name(annotation: object) -> str:
+    """``int``, ``float | None``, ``one of 'log', 'linear'`` … for the parameter tables."""
+    if typing.get_origin(annotation) is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(annotation))
+    args = typing.get_args(annotation)
+    if args and typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in args)
+    name = getattr(annotation, "__name__", None)
+    if name and not args:
+        return "None" if annotation is type(None) else name
+    return str(annotation).replace("typing.", "")
+
+
 def params_table(title: str, params: type[BaseModel]) -> Table:
     """A table of a pydantic params model: key, type, default, description."""
     table = Table(title=title, title_justify="left", show_edge=False)
     for col in ("key", "type", "default", "description"):
         table.add_column(col)
     for key, field in params.model_fields.items():
-        ann = getattr(field.annotation, "__name__", None) or str(field.annotation)
-        ann = ann.replace("typing.", "")
-        default = "" if field.is_required() else repr(field.get_default(call_default_factory=True))
+        ann = _type_name(field.annotation)
+        required = field.is_required()
+        default = "required" if required else repr(field.get_default(call_default_factory=True))
         table.add_row(*(escape(str(v)) for v in (key, ann, default, field.description or "")))
     return table
 
