@@ -32,7 +32,7 @@ def test_verdict_rules():
     assert F.verdict_sign(-0.3, -0.1, +1) == "disagrees"
     assert F.verdict_sign(-0.3, -0.1, -1) == "agrees"
     assert F.verdict_exact(0.0, 1.0) == "disagrees"
-    assert F.verdict_exact(1.0, None) == "inconclusive"
+    assert F.verdict_exact(1.0, None) == "no_claim"
     f = F.make_finding("s", "c", "q", 1.0, (0.99, 1.01), predicted=1.0, tolerance=0.05, rule="band")
     assert f.verdict == "agrees" and f.details["rule"] == "band"
     assert F.Finding.from_dict(json.loads(json.dumps(f.to_dict()))) == f

@@ -109,11 +109,11 @@ def findings_table(findings: list) -> Table:
     table = Table(title="findings", title_justify="left")
     for col in ("study", "quantity", "measured [95% CI]", "predicted ± tol", "verdict"):
         table.add_column(col)
-    colors = {"agrees": "green", "disagrees": "red", "inconclusive": "yellow"}
+    colors = {"agrees": "green", "disagrees": "red", "inconclusive": "yellow", "no_claim": "dim"}
     for f in findings:
         measured = f"{fmt(f.measured)} [{fmt(f.ci_low)}, {fmt(f.ci_high)}]"
         table.add_row(
             escape(f.study), escape(f.quantity), escape(measured),
-            escape(predicted(f)), f"[{colors[f.verdict]}]{f.verdict}[/]",
+            escape(predicted(f)), f"[{colors[f.verdict]}]{f.verdict.replace('_', ' ')}[/]",
         )  # fmt: skip
     return table

@@ -19,7 +19,8 @@ Verdict rules (``rule`` is stored in the finding's ``details``):
   range [a, b] (``details['range']``): **agrees** if the CI lies inside, **disagrees** if it
   lies entirely outside, **inconclusive** otherwise (also when nothing crossed).
 * ``exact`` — an analytic yes/no (1/0) against the article's implied value: **agrees** if
-  equal, **disagrees** if not; **inconclusive** when the article implies nothing (p = ``None``).
+  equal, **disagrees** if not; **no_claim** when the article implies nothing (p = ``None``):
+  the value is reported for completeness and counted apart from the judged findings.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-Verdict = Literal["agrees", "disagrees", "inconclusive"]
+Verdict = Literal["agrees", "disagrees", "inconclusive", "no_claim"]
 RULES = ("band", "upper_bound", "positive", "negative", "inside", "exact")
 
 
@@ -70,9 +71,10 @@ def verdict_sign(ci_low: float, ci_high: float, sign: int, tol: float = 0.0) -> 
 
 
 def verdict_exact(measured: float, predicted: float | None) -> Verdict:
-    """``exact`` rule for analytic yes/no quantities."""
+    """``exact`` rule for analytic yes/no quantities (``no_claim`` where the article implies
+    nothing: the quantity is reported, not judged)."""
     if predicted is None:
-        return "inconclusive"
+        return "no_claim"
     return "agrees" if measured == predicted else "disagrees"
 
 

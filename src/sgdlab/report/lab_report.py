@@ -7,7 +7,12 @@ from pathlib import Path
 
 from sgdlab.lab.findings import Finding
 
-_MARK = {"agrees": "✅ agrees", "disagrees": "❌ disagrees", "inconclusive": "❔ inconclusive"}
+_MARK = {
+    "agrees": "✅ agrees",
+    "disagrees": "❌ disagrees",
+    "inconclusive": "❔ inconclusive",
+    "no_claim": "➖ no claim",
+}
 
 
 def fmt(x: float | None) -> str:
@@ -53,7 +58,12 @@ def write_report(findings: list[Finding], out: Path, quick: bool = False) -> Pat
         "# sgdlab lab report",
         "",
         f"Mode: **{mode}**. {len(findings)} findings: {counts['agrees']} agree, "
-        f"{counts['disagrees']} disagree, {counts['inconclusive']} inconclusive.",
+        f"{counts['disagrees']} disagree, {counts['inconclusive']} inconclusive"
+        + (
+            f"; {counts['no_claim']} reported where the article makes no claim."
+            if counts["no_claim"]
+            else "."
+        ),
         "",
         "Confidence intervals come from the independent chains of each run (the method of "
         "each finding is in `findings.json` → `details.ci`): a t-interval of the mean over "
@@ -61,7 +71,8 @@ def write_report(findings: list[Finding], out: Path, quick: bool = False) -> Pat
         "Verdict rules (`details.rule`): **band** — agrees if the whole CI lies in "
         "predicted ± tol, disagrees if it misses the band, else inconclusive; "
         "**upper_bound** — agrees if the CI's top is below the bound; **positive/negative** — "
-        "direction only; **exact** — analytic yes/no against the article's implied value.",
+        "direction only; **exact** — analytic yes/no against the article's implied value "
+        "(no claim where it implies none).",
         "",
         findings_table(findings),
         "",
