@@ -111,3 +111,40 @@ def test_validation_runs_once_and_leaves_no_trace(monkeypatch) -> None:
     assert len(calls) == 1
     per_sample_stats(model, loss_fn, x.reshape(10, 2, 4), y)  # new signature
     assert len(calls) == 2
+
+
+def test_cache_does_not_keep_a_model_alive_and_knows_bound_methods(monkeypatch) -> None:
+    """A loss closure that captures its model (an L2 penalty) must not pin the model in the
+    cache; a bound-method loss is one loss, though each access makes a new method object."""
+    import gc
+    import weakref
+
+    calls = []
+    real = V._validate
+    monkeypatch.setattr(V, "_validate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    g = torch.Generator().manual_seed(7)
+    x, y = torch.randn(6, 4, generator=g, dtype=F64), torch.randint(0, 3, (6,), generator=g)
+
+    torch.manual_seed(0)  # test-side initialisation only
+    model = nn.Sequential(nn.Linear(4, 3)).double()
+
+    def penalized(out, t):
+        return nn.functional.cross_entropy(out, t) + 1e-3 * model[0].weight.pow(2).sum()
+
+    per_sample_stats(model, penalized, x, y)
+    alive = weakref.ref(model)
+    del model, penalized
+    gc.collect()
+    assert alive() is None
+
+    class Trainer:
+        def __init__(self) -> None:
+            self.net = nn.Sequential(nn.Linear(4, 3)).double()
+
+        def loss(self, out, t):
+            return nn.functional.cross_entropy(out, t)
+
+    trainer = Trainer()
+    for _ in range(3):
+        per_sample_stats(trainer.net, trainer.loss, x, y)
+    assert len(calls) == 2  # once for the closure's model, once for the trainer

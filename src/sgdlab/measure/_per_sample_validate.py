@@ -22,14 +22,16 @@ in eval mode and with the RNG state forked:
   then on.
 
 A sub-batch smaller than n also exposes a layer whose dim 0 is not the batch. The result is
-cached per model (weakly) and loss function (at most :data:`MAX_ENTRIES` per model). The check
-costs m + 1 small backward passes once; later calls cost a dictionary lookup. It cannot
-catch an assumption broken only by samples outside the sub-batch (e.g. an ``ignore_index``
-label that first appears later): the requirement is stated in the public docstrings.
+cached per model and loss function, both held weakly where Python allows (at most
+:data:`MAX_ENTRIES` per model). The check costs m + 1 small backward passes once; later calls
+cost a dictionary lookup. It cannot catch an assumption broken only by samples outside the
+sub-batch (e.g. an ``ignore_index`` label that first appears later): the requirement is
+stated in the public docstrings.
 """
 
 from __future__ import annotations
 
+import inspect
 import weakref
 from collections.abc import Callable
 
@@ -70,21 +72,33 @@ def modules_to_fall_back(
     n = x[0].shape[0]
     if n < 2:
         return frozenset()  # one sample: the batch gradient is its gradient
-    try:
-        key = (loss_fn, _signature(x, targets))
-        hash(key)
-    except TypeError:  # an unhashable loss function: checked on every call
-        key = None
+    ident, ref = _loss_identity(loss_fn)
+    key = (ident, _signature(x, targets))
     entries = _CACHE.setdefault(model, {})
-    if key is not None and key in entries:
-        entries[key] = entries.pop(key)  # most recently used last
-        return entries[key]
+    hit = entries.pop(key, None)
+    if hit is not None and hit[0]() is not None:
+        entries[key] = hit  # most recently used last
+        return hit[1]
     bad = _validate(model, loss_fn, x, targets, measure, m=min(3, n - 1))
-    if key is not None:
-        entries[key] = bad
-        while len(entries) > MAX_ENTRIES:
-            entries.pop(next(iter(entries)))
+    entries[key] = (ref, bad)
+    while len(entries) > MAX_ENTRIES:
+        entries.pop(next(iter(entries)))
     return bad
+
+
+def _loss_identity(loss_fn: LossFn) -> tuple[tuple, Callable[[], object]]:
+    """A cache key for ``loss_fn`` and a reference to it that is weak where possible: a loss
+    closure that captures the model must not keep the model alive through the cache."""
+    if inspect.ismethod(loss_fn):  # a fresh bound-method object on every attribute access
+        ident: tuple = (id(loss_fn.__self__), id(loss_fn.__func__))
+        ref: Callable[[], object] = weakref.WeakMethod(loss_fn)
+    else:
+        ident = (id(loss_fn),)
+        try:
+            ref = weakref.ref(loss_fn)
+        except TypeError:  # builtins and slotted objects: held strongly
+            ref = lambda: loss_fn  # noqa: E731
+    return ident, ref
 
 
 def _validate(
@@ -126,7 +140,11 @@ def _validate(
         for j, k in enumerate(names):
             g = torch.stack([s[j] for s in single])  # [m, *shape]
             scale = g.abs().mean(0)
-            tol = rtol * scale + torch.finfo(g.dtype).tiny
+            # rounding of an element with cancellation inside it is relative to its terms,
+            # not to itself: a floor at the parameter's largest scale covers it, while a
+            # wrong reduction moves elements by the order of the gradient itself
+            floor = scale.max() if scale.numel() else scale.new_zeros(())
+            tol = rtol * (scale + floor) + torch.finfo(g.dtype).tiny
             if not bool(((batch[j] - g.mean(0)).abs() <= tol).all()):
                 raise ValueError(
                     f"loss_fn is not the plain mean of per-sample losses: on the first {m} "
