@@ -1,7 +1,8 @@
 """Bad input and interruptions on the command line: one line naming the field, a non-zero exit,
 no traceback, nothing half-written.
 
-Covers: ``sgdlab._cli_util``, the option checks of ``sgdlab.cli`` and ``sgdlab.lab.cli``.
+Covers: cli_util (``sgdlab._cli_util``), the option checks of ``sgdlab.cli`` and
+``sgdlab.lab.cli``.
 """
 
 from __future__ import annotations

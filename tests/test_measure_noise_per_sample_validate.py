@@ -1,6 +1,7 @@
 """First-use validation of the per-sample fast path: layouts it cannot see and non-mean losses.
 
-Covers: ``sgdlab.measure._per_sample_validate`` through ``per_sample_stats``.
+Covers: per_sample_validate (``sgdlab.measure._per_sample_validate``) through
+``per_sample_stats``.
 """
 
 from __future__ import annotations
@@ -125,15 +126,17 @@ def test_cache_does_not_keep_a_model_alive_and_knows_bound_methods(monkeypatch) 
     g = torch.Generator().manual_seed(7)
     x, y = torch.randn(6, 4, generator=g, dtype=F64), torch.randint(0, 3, (6,), generator=g)
 
-    torch.manual_seed(0)  # test-side initialisation only
-    model = nn.Sequential(nn.Linear(4, 3)).double()
+    def measure_once() -> weakref.ref:
+        torch.manual_seed(0)  # test-side initialisation only
+        model = nn.Sequential(nn.Linear(4, 3)).double()
 
-    def penalized(out, t):
-        return nn.functional.cross_entropy(out, t) + 1e-3 * model[0].weight.pow(2).sum()
+        def penalized(out, t):
+            return nn.functional.cross_entropy(out, t) + 1e-3 * model[0].weight.pow(2).sum()
 
-    per_sample_stats(model, penalized, x, y)
-    alive = weakref.ref(model)
-    del model, penalized
+        per_sample_stats(model, penalized, x, y)
+        return weakref.ref(model)
+
+    alive = measure_once()
     gc.collect()
     assert alive() is None
 
