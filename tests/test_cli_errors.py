@@ -92,6 +92,7 @@ def test_store_and_output_folders_that_cannot_be_made(tmp_path, stored):
         (["sharpness", "{rid}", "--epsilon", "0"], "--epsilon"),
         (["sharpness", "{rid}", "--tol", "2"], "--tol"),
         (["landscape", "{rid}", "--span", "0"], "--span"),
+        (["landscape", "{rid}", "--span", "inf"], "--span"),
         (["runs", "--status", "done"], "--status"),
         (["runs", "--limit", "0"], "--limit"),
         (["lab", "run", "rates", "--all"], "--all"),
@@ -179,3 +180,15 @@ def test_version_and_short_help():
     assert out.exit_code == 0 and out.output.strip() == f"sgdlab {sgdlab.__version__}"
     out = runner.invoke(app, ["-h"])
     assert out.exit_code == 0 and "Usage" in out.output
+
+
+def test_a_duckdb_file_that_is_not_a_store(tmp_path):
+    import duckdb
+
+    path = tmp_path / "other.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE t (x INTEGER)")
+    con.close()
+    for args in (["runs"], ["show", "abc"], ["advise", "abc"]):
+        out = runner.invoke(app, [*args, "--store", str(path)])
+        one_error_line(out, 1, "not an sgdlab results store")

@@ -220,6 +220,19 @@ def test_backward_leaves_unused_parameters_without_grad(method: str) -> None:
     assert float(st.sq_sum["unused.weight"].abs().sum()) == 0.0
 
 
+def test_reference_methods_with_backward_draw_only_what_their_passes_draw() -> None:
+    """Finding the parameters outside the graph costs a pass whose dropout draws are forked."""
+    torch.manual_seed(0)  # test-side initialisation only
+    model = nn.Sequential(nn.Linear(5, 6), nn.Dropout(0.3), nn.Linear(6, 3)).double()
+    x, y = data("vec")
+    states = []
+    for backward in (False, True):
+        torch.manual_seed(11)
+        per_sample_stats(model, nn.CrossEntropyLoss(), x, y, method="loop", backward=backward)
+        states.append(torch.get_rng_state())
+    assert torch.equal(*states)
+
+
 class KeywordCall(nn.Module):
     """A Linear called with its input by keyword: the hook sees no positional input."""
 

@@ -97,21 +97,120 @@ def test_validation_runs_once_and_leaves_no_trace(monkeypatch) -> None:
     real = V._validate
     monkeypatch.setattr(V, "_validate", lambda *a, **k: calls.append(1) or real(*a, **k))
     torch.manual_seed(0)  # test-side initialisation only
-    model = nn.Sequential(nn.Flatten(), nn.Linear(8, 6), nn.Dropout(0.2), nn.Linear(6, 3))
-    model = model.double()
+    model = nn.Sequential(nn.Flatten(), nn.Linear(8, 6), Jitter(0.0), nn.Linear(6, 3))
+    model = model.double()  # Jitter draws from the global RNG (without effect at scale 0)
     model[2].eval()  # a submodule in a mode of its own: restored as it was
     loss_fn = nn.CrossEntropyLoss()
     g = torch.Generator().manual_seed(6)
     x, y = torch.randn(10, 8, generator=g, dtype=F64), torch.randint(0, 3, (10,), generator=g)
     state = torch.get_rng_state()
-    per_sample_stats(model, loss_fn, x, y)  # eval-mode dropout: no draw here either
-    assert torch.equal(torch.get_rng_state(), state)
+    per_sample_stats(model, loss_fn, x, y)  # the check, then the measurement
+    after_check = torch.get_rng_state()
+    assert len(calls) == 1
     assert model.training and not model[2].training and model[1].training
     assert all(p.grad is None for p in model.parameters())
+    torch.set_rng_state(state)
+    per_sample_stats(model, loss_fn, x, y)  # same signature: cached, the measurement only
+    assert len(calls) == 1
+    assert torch.equal(torch.get_rng_state(), after_check)  # the check's draws were forked
     per_sample_stats(model, loss_fn, x * 2, y)  # same signature: cached
     assert len(calls) == 1
     per_sample_stats(model, loss_fn, x.reshape(10, 2, 4), y)  # new signature
     assert len(calls) == 2
+
+
+class Jitter(nn.Module):
+    """Adds scale·N(0, 1) noise from the global RNG in every mode (a custom stochastic layer)."""
+
+    def __init__(self, scale: float) -> None:
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.scale * torch.randn(x.shape, dtype=x.dtype)
+
+
+def test_a_model_with_noise_of_its_own_is_not_refused() -> None:
+    """Its gradients differ from pass to pass: the check compares layouts only."""
+    torch.manual_seed(0)  # test-side initialisation only
+    model = nn.Sequential(nn.Linear(4, 6), Jitter(0.3), nn.Tanh(), nn.Linear(6, 3)).double()
+    x, y = seq_data(8, 1)
+    st = per_sample_stats(model, nn.CrossEntropyLoss(), x[:, 0], y)
+    assert set(st.method.values()) == {"linear"}
+
+
+def test_a_batch_of_two_is_checked_again_at_a_larger_batch() -> None:
+    """One sample cannot reveal a summed loss: the check is not cached at n = 2."""
+    torch.manual_seed(0)  # test-side initialisation only
+    model = nn.Sequential(nn.Linear(4, 3)).double()
+    x, y = seq_data(16, 1)
+    loss_fn = nn.CrossEntropyLoss(reduction="sum")
+    per_sample_stats(model, loss_fn, x[:2, 0], y[:2])
+    with pytest.raises(ValueError, match="plain mean"):
+        per_sample_stats(model, loss_fn, x[:, 0], y)
+
+
+class TrainOnlyHead(nn.Module):
+    """Returns ``(logits, aux)`` in train mode only; ``aux`` is time-major with T = B."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Linear(4, 3)
+        self.aux = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor):
+        logits = self.body(x.mean(1))
+        if not self.training:
+            return logits
+        return logits, self.aux(x.transpose(0, 1)).mean(0)
+
+
+def test_checked_in_the_callers_mode() -> None:
+    """Train-only outputs and branches are seen by the check (it does not switch to eval)."""
+    torch.manual_seed(0)  # test-side initialisation only
+    model = TrainOnlyHead().double()
+
+    def loss_fn(out, t):
+        logits, aux = out
+        return nn.functional.cross_entropy(logits, t) + nn.functional.cross_entropy(aux, t)
+
+    x, y = seq_data(4, 4)
+    assert_matches_loop(model, loss_fn, x, y)
+    assert per_sample_stats(model, loss_fn, x, y).method["aux.weight"] == "vmap"
+
+
+def test_shared_inputs_and_slotted_bound_method_losses() -> None:
+    """An input without a batch dim (shared by all samples) is passed whole; a bound method
+    of an object that cannot be weakly referenced is held strongly."""
+    from dataclasses import dataclass
+
+    @dataclass(slots=True)
+    class Criterion:
+        weight: float = 1.0
+
+        def loss(self, out, t):
+            return self.weight * nn.functional.cross_entropy(out, t)
+
+    class WithShared(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(4, 3)
+
+        def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+            return self.lin(x @ w)
+
+    torch.manual_seed(0)  # test-side initialisation only
+    model = WithShared().double()
+    x, y = seq_data(6, 1)
+    w = torch.eye(4, dtype=F64) * 2.0
+    fast = per_sample_stats(model, Criterion().loss, (x[:, 0], w), y)
+    assert fast.method["lin.weight"] == "linear"
+    want = torch.stack([
+        torch.autograd.grad(Criterion().loss(model(x[i : i + 1, 0], w), y[i : i + 1]),
+                            model.lin.weight)[0].pow(2).sum()
+        for i in range(6)
+    ])  # fmt: skip
+    torch.testing.assert_close(fast.norm_sq["lin.weight"], want)
 
 
 def test_cache_does_not_keep_a_model_alive_and_knows_bound_methods(monkeypatch) -> None:

@@ -152,4 +152,5 @@ def test_full_batch_with_population_gives_the_exact_noise_scale_and_takes_lists(
         mon.step([x], y, loss)  # a list of inputs, as a loader may give
     got = mon.summary()
     assert got["b_simple"] == pytest.approx(exact, rel=1e-9)
+    assert got["noise_scale"] == pytest.approx(exact, rel=1e-9)  # b = N: |ḡ|² is exact
     assert got["temperature"] == pytest.approx(0.0, abs=1e-15)

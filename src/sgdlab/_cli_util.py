@@ -8,6 +8,7 @@ cannot be read or written) as one line and exits 1 — never with a traceback.
 from __future__ import annotations
 
 import functools
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -91,6 +92,6 @@ def writable_dir(path: Path | None, option: str) -> None:
 
 
 def positive(value: float, option: str) -> None:
-    """Raise a :class:`ConfigError` unless ``value`` > 0."""
-    if not value > 0:
-        raise ConfigError(option, f"must be > 0, got {value}")
+    """Raise a :class:`ConfigError` unless ``value`` is finite and > 0."""
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(option, f"must be a finite number > 0, got {value}")

@@ -246,8 +246,11 @@ class Monitor:
         # tr Σ / (|ḡ|² − tr Var ḡ), finite-population corrected when ``population`` is set
         b_simple = stats.b_simple_unbiased
         self._add("b_simple", b_simple if math.isfinite(b_simple) else float("nan"))
-        # two-batch estimator with micro-batches of one sample: E|g_i|² = |G|² + tr Σ(n−1)/n
-        self.noise_scale.update(g2 + tr * (b - 1) / b, g2, 1, b)
+        # two-batch estimator with micro-batches of one sample: mean |g_i|² = |ḡ|² + tr(b−1)/b
+        # at b = 1 against |ḡ|² at b (effective size b(N−1)/(N−b) without replacement from N)
+        N = self.population
+        b_big = b if N is None else (math.inf if b >= N else b * (N - 1) / (N - b))
+        self.noise_scale.update(g2 + tr * (b - 1) / b, g2, 1, b_big)
         scale = self.noise_scale.b_simple  # inf while the |G|² estimate is not positive
         self._add("noise_scale", scale if math.isfinite(scale) else float("nan"))
         self._add("mean_gsnr", stats.mean_gsnr)

@@ -106,13 +106,20 @@ class Store:
         try:
             self.con = duckdb.connect(str(self.path), read_only=read_only)
         except duckdb.Error as exc:
-            if "lock" in str(exc).lower():
+            if "could not set lock" in str(exc).lower() or "conflicting lock" in str(exc).lower():
                 raise StoreError(
                     f"results store {self.path} is in use by another process (a run still "
                     "going?); wait for it to finish or use another --store"
                 ) from None
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise StoreError(f"cannot open results store {self.path}: {first}") from None
+        if read_only:
+            tables = {
+                r[0] for r in self.con.execute("SELECT table_name FROM duckdb_tables()").fetchall()
+            }
+            if "runs" not in tables or "schema_info" not in tables:
+                self.con.close()
+                raise StoreError(f"{self.path} is a DuckDB file but not an sgdlab results store")
         if not read_only:
             for stmt in _SCHEMA:
                 self.con.execute(stmt)
@@ -151,10 +158,21 @@ class Store:
                torch_version, python_version, platform, created_at)
                VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             [
-                run_id, kind, name, json.dumps(config, sort_keys=True), config_hash,
-                (streams or {}).get("entropy"), json.dumps(streams or {}),
-                json.dumps(problem or {}, default=str), chains, steps, v["sgdlab_version"],
-                v["torch_version"], v["python_version"], v["platform"], _now(),
+                run_id,
+                kind,
+                name,
+                json.dumps(config, sort_keys=True),
+                config_hash,
+                (streams or {}).get("entropy"),
+                json.dumps(streams or {}),
+                json.dumps(problem or {}, default=str),
+                chains,
+                steps,
+                v["sgdlab_version"],
+                v["torch_version"],
+                v["python_version"],
+                v["platform"],
+                _now(),
             ],
         )
 

@@ -32,6 +32,7 @@ stated in the public docstrings.
 from __future__ import annotations
 
 import inspect
+import warnings
 import weakref
 from collections.abc import Callable
 
@@ -57,6 +58,10 @@ def _signature(x: tuple[Tensor, ...], targets: Tensor | None) -> tuple:
     return sig
 
 
+class NotPlainMeanError(ValueError):
+    """The loss is not the plain mean of per-sample losses."""
+
+
 def modules_to_fall_back(
     model: nn.Module,
     loss_fn: LossFn,
@@ -73,32 +78,51 @@ def modules_to_fall_back(
     if n < 2:
         return frozenset()  # one sample: the batch gradient is its gradient
     ident, ref = _loss_identity(loss_fn)
-    key = (ident, _signature(x, targets))
+    key = (ident, _signature(x, targets), model.training)
     entries = _CACHE.setdefault(model, {})
     hit = entries.pop(key, None)
     if hit is not None and hit[0]() is not None:
         entries[key] = hit  # most recently used last
         return hit[1]
-    bad = _validate(model, loss_fn, x, targets, measure, m=min(3, n - 1))
-    entries[key] = (ref, bad)
-    while len(entries) > MAX_ENTRIES:
-        entries.pop(next(iter(entries)))
+    m = min(3, n - 1)
+    try:
+        bad = _validate(model, loss_fn, x, targets, measure, m)
+    except NotPlainMeanError:
+        raise
+    except Exception as exc:  # the model cannot run on a sub-batch: measure unchecked
+        warnings.warn(
+            "per-sample statistics: the first-use check could not run on a sub-batch "
+            f"({type(exc).__name__}: {exc}); the fast path is used unchecked. The check needs "
+            "dim 0 of the batched inputs and targets to be the sample.",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+        bad = frozenset()
+    if m >= 2:  # one sample cannot test the reduction: check again at a larger batch
+        entries[key] = (ref, bad)
+        while len(entries) > MAX_ENTRIES:
+            entries.pop(next(iter(entries)))
     return bad
 
 
 def _loss_identity(loss_fn: LossFn) -> tuple[tuple, Callable[[], object]]:
     """A cache key for ``loss_fn`` and a reference to it that is weak where possible: a loss
     closure that captures the model must not keep the model alive through the cache."""
-    if inspect.ismethod(loss_fn):  # a fresh bound-method object on every attribute access
-        ident: tuple = (id(loss_fn.__self__), id(loss_fn.__func__))
-        ref: Callable[[], object] = weakref.WeakMethod(loss_fn)
-    else:
-        ident = (id(loss_fn),)
-        try:
+    ident: tuple = (id(loss_fn),)
+    ref: Callable[[], object]
+    try:
+        if inspect.ismethod(loss_fn):  # a fresh bound-method object on every access
+            ident = (id(loss_fn.__self__), id(loss_fn.__func__))
+            ref = weakref.WeakMethod(loss_fn)
+        else:
             ref = weakref.ref(loss_fn)
-        except TypeError:  # builtins and slotted objects: held strongly
-            ref = lambda: loss_fn  # noqa: E731
+    except TypeError:  # builtins and slotted objects: held strongly
+        ref = lambda: loss_fn  # noqa: E731
     return ident, ref
+
+
+def _batched(t: Tensor, n: int) -> bool:
+    return t.dim() >= 1 and t.shape[0] == n
 
 
 def _validate(
@@ -109,25 +133,38 @@ def _validate(
     measure: Measure,
     m: int,
 ) -> frozenset[str]:
+    n = x[0].shape[0]
     params = trainable(model)
     names, tensors = list(params), list(params.values())
-    sub = tuple(t[:m] for t in x)
-    y = None if targets is None else targets[:m]
+    if not tensors:
+        return frozenset()
+
+    def rows(t: Tensor | None, size: int, a: int, b: int) -> Tensor | None:
+        """Rows a:b of a tensor batched over ``size`` samples; shared inputs stay whole."""
+        return t[a:b] if t is not None and _batched(t, size) else t
+
+    sub = tuple(rows(t, n, 0, m) for t in x)
+    y = rows(targets, n, 0, m)
     modes = {mod: mod.training for mod in model.modules()}
     devices = sorted({t.device.index or 0 for t in (*tensors, *x) if t.device.type == "cuda"})
 
-    def grads(xs: tuple[Tensor, ...], ys: Tensor | None) -> list[Tensor]:
+    def grads(xs: tuple, ys: Tensor | None) -> list[Tensor]:
         gs = torch.autograd.grad(call_loss(model, loss_fn, xs, ys), tensors, allow_unused=True)
         return [torch.zeros_like(p) if g is None else g for p, g in zip(tensors, gs, strict=True)]
 
     try:
         with torch.random.fork_rng(devices=devices):
-            model.eval()
+            # the caller's mode (train-only branches are seen), dropout off: masks drawn for a
+            # batch of one and for the sub-batch could never agree
+            for mod in model.modules():
+                if isinstance(mod, nn.modules.dropout._DropoutNd):
+                    mod.eval()
             single = [
-                grads(tuple(t[i : i + 1] for t in sub), None if y is None else y[i : i + 1])
+                grads(tuple(rows(t, m, i, i + 1) for t in sub), rows(y, m, i, i + 1))
                 for i in range(m)
             ]
             batch = grads(sub, y)
+            again = grads(sub, y)  # differs if the model draws random numbers of its own
             stats = measure(sub, y)
     finally:
         for mod, training in modes.items():
@@ -136,17 +173,22 @@ def _validate(
     # float32 one has float32 gradients)
     floats = {t.dtype for t in (*tensors, *x) if t.is_floating_point()}
     rtol = max(_rtol(d) for d in floats) if floats else _rtol(torch.float32)
+
+    def close(a: Tensor, b: Tensor, scale: Tensor) -> bool:
+        # rounding of an element with cancellation inside it is relative to its terms, not to
+        # itself: a floor at the largest scale covers it, while a wrong reduction or layout
+        # moves values by the order of the gradient itself
+        floor = scale.max() if scale.numel() else scale.new_zeros(())
+        return bool(((a - b).abs() <= rtol * (scale + floor) + torch.finfo(a.dtype).tiny).all())
+
     with torch.no_grad():
+        stochastic = not all(
+            close(a, b, a.abs()) for a, b in zip(batch, again, strict=True)
+        )  # values cannot be compared: only the layouts are checked
         for j, k in enumerate(names):
             g = torch.stack([s[j] for s in single])  # [m, *shape]
-            scale = g.abs().mean(0)
-            # rounding of an element with cancellation inside it is relative to its terms,
-            # not to itself: a floor at the parameter's largest scale covers it, while a
-            # wrong reduction moves elements by the order of the gradient itself
-            floor = scale.max() if scale.numel() else scale.new_zeros(())
-            tol = rtol * (scale + floor) + torch.finfo(g.dtype).tiny
-            if not bool(((batch[j] - g.mean(0)).abs() <= tol).all()):
-                raise ValueError(
+            if not stochastic and not close(batch[j], g.mean(0), g.abs().mean(0)):
+                raise NotPlainMeanError(
                     f"loss_fn is not the plain mean of per-sample losses: on the first {m} "
                     f"samples the gradient of the batch loss differs from the mean of the "
                     f"single-sample gradients (parameter {k!r}). Per-sample statistics need "
@@ -164,11 +206,10 @@ def _validate(
                 if fast_kind(holders[holder]) is not None:
                     bad.add(holder)
                 continue
-            if stats.method[k] not in ("linear", "conv", "embedding"):  # type: ignore[attr-defined]
+            if stochastic or stats.method[k] not in ("linear", "conv", "embedding"):  # type: ignore[attr-defined]
                 continue
             want = torch.stack([s[j].pow(2).sum() for s in single])
             got = stats.norm_sq[k]  # type: ignore[attr-defined]
-            tol = rtol * want + torch.finfo(want.dtype).tiny
-            if got.shape != want.shape or not bool(((got - want).abs() <= tol).all()):
+            if got.shape != want.shape or not close(got, want, want):
                 bad.add(holder)
     return frozenset(bad)

@@ -33,12 +33,19 @@ def two_batch_estimates(
 ) -> tuple[float, float]:
     """Unbiased ``(|G|², tr Σ)`` from |G_small|² at batch ``b_small`` and |G_big|² at ``b_big``.
 
+    ``b_big = inf`` stands for a gradient without sampling noise (the whole finite
+    population): then |G|² = |G_big|² and tr Σ = b_small (|G_small|² − |G_big|²). With
+    sampling without replacement from N samples, pass the effective batch sizes
+    b (N − 1)/(N − b), for which E|G_b|² = |G|² + tr Σ/b holds with Σ the 1/N covariance.
+
     Example:
         >>> two_batch_estimates(1.0 + 4.0 / 2, 1.0 + 4.0 / 8, 2, 8)
         (1.0, 4.0)
     """
     if not b_big > b_small > 0:
         raise ValueError(f"need 0 < b_small < b_big, got {b_small}, {b_big}")
+    if math.isinf(b_big):
+        return float(big_norm_sq), float((small_norm_sq - big_norm_sq) * b_small)
     g2 = (b_big * big_norm_sq - b_small * small_norm_sq) / (b_big - b_small)
     s = (small_norm_sq - big_norm_sq) / (1.0 / b_small - 1.0 / b_big)
     return float(g2), float(s)

@@ -355,8 +355,11 @@ def _unused(
     targets: Tensor | None,
     params: dict[str, Tensor],
 ) -> set[str]:
-    """Names of the parameters that the loss's graph does not reach."""
-    loss = call_loss(model, loss_fn, x, targets)
+    """Names of the parameters that the loss's graph does not reach (one extra pass, under
+    a forked RNG so that the user's random stream is not consumed)."""
+    devices = sorted({t.device.index or 0 for t in (*x, *params.values()) if t.is_cuda})
+    with torch.random.fork_rng(devices=devices):
+        loss = call_loss(model, loss_fn, x, targets)
     gs = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
     return {k for k, g in zip(params, gs, strict=True) if g is None}
 
