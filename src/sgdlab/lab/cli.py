@@ -63,6 +63,8 @@ def run_cmd(
         raise ConfigError("studies", f"unknown study {bad[0]!r}; studies: {', '.join(registry)}")
     if workers < 1:
         raise ConfigError("--workers", f"must be at least 1, got {workers}")
+    if store is not None and store.is_dir():
+        raise ConfigError("--store", f"{store} is a folder; give a .duckdb file path")
     writable_dir(out, "--out")
     store_path = store if store is not None else default_store_path()
     t0 = time.perf_counter()

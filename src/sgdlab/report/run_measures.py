@@ -150,7 +150,12 @@ def sharpness_of_run(
 
 
 def _grid_with(grid: np.ndarray, *nodes: float) -> np.ndarray:
-    """``grid`` with the exact ``nodes`` added (sorted, no duplicates)."""
+    """``grid`` with the exact ``nodes`` added (sorted, no duplicates: grid points within
+    rounding of a node, such as 1e-17 for 0, become the node)."""
+    grid = grid.copy()
+    step = float(np.max(np.abs(grid))) * 1e-9 if grid.size else 0.0
+    for node in nodes:
+        grid[np.abs(grid - node) <= step] = node
     return np.unique(np.concatenate([grid, np.asarray(nodes, dtype=grid.dtype)]))
 
 
