@@ -64,6 +64,30 @@ def test_chain_k_equals_same_chain_run_alone(sampling):
         assert np.array_equal(ens.metric("loss")[1][k], alone.metric("loss")[1][0])
 
 
+@pytest.mark.parametrize("sampling", ["without_replacement", "full"])
+@pytest.mark.parametrize(
+    "problem",
+    [
+        {"name": "logistic_regression", "dataset": "iris"},
+        {"name": "mlp", "dataset": "iris", "widths": [8]},
+    ],
+    ids=["logistic", "mlp"],
+)
+def test_classifier_chain_k_alone_is_bit_identical_in_float64(problem, sampling):
+    """Every metric of chain k (objective included) and its trajectory, alone or among 5."""
+    cfg = {
+        "problem": problem, "optimizer": {"name": "sgd", "lr": 0.1},
+        "batch": {"size": 8, "sampling": sampling}, "chains": 5, "steps": 30,
+        "dtype": "float64", "record": {"every": 10},
+    }  # fmt: skip
+    ens = sgdlab.run(cfg)
+    for k in (0, 3):
+        alone = sgdlab.run({**cfg, "chains": 1, "first_chain": k})
+        assert torch.equal(ens.final_params[k], alone.final_params[0])
+        for name in ens.metrics:
+            assert np.array_equal(ens.metric(name)[1][k], alone.metric(name)[1][0]), name
+
+
 def test_per_chain_learning_rates():
     sweep = sgdlab.run(quad_cfg(optimizer={"name": "sgd", "lr": [0.05, 0.2]}, chains=4))
     _, lr = sweep.metric("lr")

@@ -42,10 +42,15 @@ class ClassifierProblem(Problem):
         self.objective_affordable = self.n * self.dim <= self.affordable_limit
 
     def objective(self, W: Tensor, chunk: int | None = None) -> Tensor:
-        """F(W_k) ``[K]``: the full-data mean of f, in chunks of about 4M logits/activations."""
+        """F(W_k) ``[K]``: the full-data mean of f, in chunks of samples.
+
+        The chunk size depends on the layer widths only, never on K, so that chain k's sum
+        (and its rounding) is the same alone or among any number of chains; 64 chains hold
+        about 4M logits/activations per chunk.
+        """
         if chunk is None:
             width = max([self.n_classes, self.n_features, *getattr(self, "sizes", [])])
-            chunk = max(1024, (1 << 22) // (W.shape[0] * width))
+            chunk = min(8192, max(256, (1 << 22) // (64 * width)))
         return super().objective(W, chunk=chunk)
 
     @abstractmethod
@@ -80,9 +85,8 @@ def _cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
 def batched_affine(b: Tensor, x: Tensor, A: Tensor) -> Tensor:
     """``b + x @ A`` per chain: ``b [K,1,out]``, ``x [K,n,in]``, ``A [K,in,out]`` → ``[K,n,out]``.
 
-    When ``x`` is one batch broadcast to every chain (an ``expand`` view, stride 0 along K, as
-    in the full objective) this is a single ``[n,in] @ [in,K·out]`` product instead of K.
+    One ``baddbmm``, whose per-chain products do not depend on K (a single ``[n,in] @
+    [in,K·out]`` product for a broadcast batch would be faster, but its rounding changes
+    with K, and chain k must give the same numbers alone or among others).
     """
-    if x.shape[0] > 1 and x.stride(0) == 0:
-        return torch.einsum("ni,kio->kno", x[0], A) + b
     return torch.baddbmm(b, x, A)
