@@ -58,3 +58,32 @@ def test_engine_records_noise_and_recovers_trace_on_quadratic():
     assert abs(vals.mean() - 20.0) < 4 * se
     _, temp = res.metric("noise_temperature")
     assert np.allclose(temp, 0.05 * tr / 5 / 32)
+
+
+def test_probe_uses_the_finite_population_formulas_of_its_sampler():
+    """Distinct samples of N: B_simple and T as gradient_noise(population=N) gives them; the
+    full batch (gradient descent) has no sampling noise, so T = 0 there."""
+    p = build_problem("logistic_regression", {"dataset": "iris", "l2": 1e-2}, Streams(0))
+    g = torch.Generator().manual_seed(3)
+    W = 0.3 * torch.randn(2, p.dim, generator=g, dtype=torch.float64)
+    idx = torch.stack([torch.randperm(p.n, generator=g)[:20] for _ in range(2)])
+    x, y = p.X[idx], p.y[idx]
+    lr = torch.full((2,), 0.1, dtype=torch.float64)
+    stats = noise_statistics(p, W, x, y, lr, population=p.n)
+    for k in range(2):
+        model, loss_fn = p.to_module(W[k])
+        ref = gradient_noise(model, loss_fn, x[k], y[k].long(), population=p.n)
+        assert np.isclose(float(stats["noise_b_simple"][k]), ref.b_simple_unbiased, rtol=1e-9)
+        want = sgdlab.measure.temperature(0.1, 20, ref, replacement=False).value
+        assert np.isclose(float(stats["noise_temperature"][k]), want, rtol=1e-9)
+    res = sgdlab.run({
+        "problem": {"name": "logistic_regression", "dataset": "iris"},
+        "optimizer": {"name": "sgd", "lr": 0.1}, "batch": {"sampling": "full"},
+        "chains": 2, "steps": 5, "dtype": "float64", "record": {"every": 1, "noise": True},
+    })  # fmt: skip
+    _, temp = res.metric("noise_temperature")
+    assert np.all(temp == 0.0)
+    _, bs = res.metric("noise_b_simple")
+    _, tr = res.metric("noise_trace")
+    _, g2 = res.metric("noise_grad_sq")
+    assert np.allclose(bs, tr * (p.n - 1) / p.n / g2, rtol=1e-12)  # |ḡ|² is exact

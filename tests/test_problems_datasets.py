@@ -55,8 +55,11 @@ def test_standardisation_uses_training_statistics():
 
 def test_synthetic_law_and_determinism():
     n, p, C, noise = 200_000, 5, 4, 0.2
-    ds = make_synthetic(torch.Generator().manual_seed(0), n, p, C, 3.0, noise)
-    again = make_synthetic(torch.Generator().manual_seed(0), n, p, C, 3.0, noise)
+    flips = torch.Generator().manual_seed(9)
+    ds = make_synthetic(torch.Generator().manual_seed(0), n, p, C, 3.0, noise, flips)
+    again = make_synthetic(
+        torch.Generator().manual_seed(0), n, p, C, 3.0, noise, torch.Generator().manual_seed(9)
+    )
     assert torch.equal(ds.X, again.X) and torch.equal(ds.y, again.y)
     assert ds.X.shape == (n, p) and ds.n_classes == C
     freq = torch.bincount(ds.y, minlength=C).double() / n
@@ -67,6 +70,24 @@ def test_synthetic_law_and_determinism():
     pred = torch.cdist(ds.X, means).argmin(1)
     err = (pred != ds.y).double().mean()
     assert err > noise * (C - 1) / C - 5 * (0.15 * 0.85 / n) ** 0.5
+
+
+def test_label_noise_has_its_own_stream():
+    """Turning the label_noise stream off keeps the clean labels and the same features;
+    re-seeding it changes only which labels flip."""
+    params = {"dataset": "synthetic", "n_samples": 400, "n_features": 3, "n_classes": 3,
+              "label_noise": 0.3}  # fmt: skip
+    noisy = build_problem("logistic_regression", params, Streams(2))
+    clean = build_problem("logistic_regression", params, Streams(2, off=["label_noise"]))
+    other = build_problem("logistic_regression", params, Streams(2, seeds={"label_noise": 5}))
+    zero = build_problem("logistic_regression", {**params, "label_noise": 0.0}, Streams(2))
+    assert torch.equal(noisy.X, clean.X) and torch.equal(noisy.X, other.X)
+    assert torch.equal(clean.y, zero.y)
+    flipped = int((noisy.y != clean.y).sum())
+    rate = 0.3 * 2 / 3  # a flip lands on another class with probability (C−1)/C
+    sd = (400 * rate * (1 - rate)) ** 0.5
+    assert abs(flipped - 400 * rate) < 4 * sd
+    assert not torch.equal(noisy.y, other.y)
 
 
 def test_synthetic_problem_through_the_data_stream():

@@ -118,7 +118,7 @@ def _reject_booleans_as_numbers(model: type[BaseModel], data: dict, section: str
 
 #: bumped whenever the same config would give different results (engine or component
 #: changes), so that stores never serve runs computed by older code as current ones
-HASH_VERSION = 1
+HASH_VERSION = 2
 
 
 def _normalize(value: Any) -> Any:

@@ -203,7 +203,9 @@ def execute(plan: Plan, progress: Progress | None = None) -> _Loop:
             if cfg.record.noise and plan.sampler.batch_size > 1:
                 # heavy-ball momentum m scales the step to η/(1−m); other rules have no m
                 momentum = getattr(rule, "momentum", 0.0) if rule.name in _HEAVY_BALL else 0.0
-                stats = noise_statistics(problem, W, x, y, lr.expand(K), momentum)
+                stats = noise_statistics(
+                    problem, W, x, y, lr.expand(K), momentum, plan.sampler.population
+                )
                 if rule.name not in _LANGEVIN_RULES:
                     stats.pop("noise_temperature")  # the SGD–Langevin analogy needs plain steps
                 for key, value in stats.items():

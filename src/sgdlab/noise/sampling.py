@@ -36,9 +36,15 @@ SAMPLING_MODES = ("auto", "with_replacement", "without_replacement", "full", "st
 
 
 class Sampler:
-    """Yields ``(x [K,b,...], y [K,b])`` for every step of K chains."""
+    """Yields ``(x [K,b,...], y [K,b])`` for every step of K chains.
+
+    ``population`` is N when each batch holds b *distinct* samples of a dataset of N (without
+    replacement, in order, or the full data: the minibatch mean then has the finite-population
+    covariance Σ/b·(N−b)/(N−1)), ``None`` when samples are independent draws.
+    """
 
     batch_size: int
+    population: int | None = None
 
     def next(self) -> tuple[Tensor, Tensor]:  # pragma: no cover - interface
         raise NotImplementedError
@@ -47,11 +53,14 @@ class Sampler:
 class IndexSampler(Sampler):
     """Gathers rows of a finite dataset by per-chain index blocks."""
 
-    def __init__(self, problem: Problem, draws: ChainDraws, batch_size: int) -> None:
+    def __init__(
+        self, problem: Problem, draws: ChainDraws, batch_size: int, distinct: bool = False
+    ) -> None:
         assert problem.X is not None and problem.y is not None
         self.X, self.y = problem.X, problem.y
         self.draws = draws
         self.batch_size = batch_size
+        self.population = problem.n if distinct else None
 
     def next(self) -> tuple[Tensor, Tensor]:
         (idx,) = self.draws.next()
@@ -67,6 +76,7 @@ class InOrderSampler(Sampler):
         assert problem.X is not None and problem.y is not None and problem.n is not None
         self.X, self.y, self.n = problem.X, problem.y, problem.n
         self.chains, self.batch_size = chains, batch_size
+        self.population = self.n if batch_size <= self.n else None
         self.t = 0
         self.base = torch.arange(batch_size, device=self.X.device)
 
@@ -83,7 +93,7 @@ class FullSampler(Sampler):
 
     def __init__(self, problem: Problem, chains: int) -> None:
         assert problem.X is not None and problem.y is not None and problem.n is not None
-        self.batch_size = problem.n
+        self.batch_size = self.population = problem.n
         self.x = problem.X.unsqueeze(0).expand(chains, *problem.X.shape)
         self.yy = problem.y.unsqueeze(0).expand(chains, *problem.y.shape)
 
@@ -187,4 +197,5 @@ def make_sampler(
     draw = _with_replacement(n, batch_size) if mode == "with_replacement" else (
         _without_replacement(n, batch_size)
     )
-    return IndexSampler(problem, ChainDraws(gens, draw, device), batch_size)
+    distinct = mode == "without_replacement"
+    return IndexSampler(problem, ChainDraws(gens, draw, device), batch_size, distinct)

@@ -9,7 +9,8 @@ number of classes ``C``. Nothing is ever downloaded:
   class means μ_c ~ N(0, separation²/(2p) I) (so two class means are ≈ ``separation``
   apart), labels uniform on the C classes, x = μ_y + N(0, I) (the within-class noise is
   drawn in float32, 4× faster, then widened), and then each label is replaced with
-  probability ``label_noise`` by a uniformly drawn class.
+  probability ``label_noise`` by a uniformly drawn class, drawn from the ``label_noise``
+  stream (turning that stream off keeps the clean labels).
 * ``mnist`` — IDX files (raw or ``.gz``): a directory holding the standard
   ``{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]`` names, or the images file itself
   (labels file given or inferred by name). Pixels are scaled to [0, 1].
@@ -92,11 +93,13 @@ def make_synthetic(
     n_classes: int,
     separation: float = 3.0,
     label_noise: float = 0.0,
+    label_generator: torch.Generator | None = None,
 ) -> Dataset:
     """Gaussian-mixture classification data (see the module docstring).
 
     Draw order from ``generator``: the means ``[C, p]``, then per block of 65536 rows the
-    labels, the within-class noise, the flip uniforms and the replacement labels. Memory is
+    labels and the within-class noise. From ``label_generator`` (the ``label_noise`` stream;
+    ``None``: no flips), per block, the flip uniforms and the replacement labels. Memory is
     that of the result (float64 ``N·p``) plus one block.
     """
     p, C = n_features, n_classes
@@ -109,8 +112,11 @@ def make_synthetic(
         yb = torch.randint(0, C, (m,), generator=generator)
         xb = torch.randn(m, p, generator=generator, dtype=torch.float32)
         X[start : start + m] = xb.to(torch.float64) + means[yb]
-        flip = torch.rand(m, generator=generator, dtype=torch.float64) < label_noise
-        repl = torch.randint(0, C, (m,), generator=generator)
+        if label_generator is None or label_noise == 0:
+            y[start : start + m] = yb
+            continue
+        flip = torch.rand(m, generator=label_generator, dtype=torch.float64) < label_noise
+        repl = torch.randint(0, C, (m,), generator=label_generator)
         y[start : start + m] = torch.where(flip, repl, yb)
     return Dataset(X, y, C, "synthetic", (p,))
 
@@ -250,8 +256,13 @@ class LoadedData:
     std: Tensor | None
 
 
-def load_dataset(params: DataParams, generator: torch.Generator) -> Dataset:
-    """The raw dataset named by ``params`` (``generator``: the ``data`` stream)."""
+def load_dataset(
+    params: DataParams,
+    generator: torch.Generator,
+    label_generator: torch.Generator | None = None,
+) -> Dataset:
+    """The raw dataset named by ``params`` (``generator``: the ``data`` stream;
+    ``label_generator``: the ``label_noise`` stream, ``None`` when it is off)."""
     name = params.dataset
     if name in SKLEARN_DATASETS:
         return load_sklearn(name)
@@ -263,6 +274,7 @@ def load_dataset(params: DataParams, generator: torch.Generator) -> Dataset:
             params.n_classes,
             params.separation,
             params.label_noise,
+            label_generator,
         )
     if params.path is None:
         raise ConfigError("problem.path", f"dataset {name!r} reads a file: set problem.path")
@@ -276,7 +288,8 @@ def load_dataset(params: DataParams, generator: torch.Generator) -> Dataset:
 def load_data(params: DataParams, streams: Streams, dtype: torch.dtype) -> LoadedData:
     """Load, subsample, split and standardise as ``params`` says (see the module docstring)."""
     gen = streams.generator("data")
-    ds = load_dataset(params, gen)
+    labels = streams.generator("label_noise") if streams.enabled("label_noise") else None
+    ds = load_dataset(params, gen, labels)
     X, y = ds.X, ds.y
     if params.subsample is not None and params.subsample < X.shape[0]:
         keep = torch.randperm(X.shape[0], generator=gen)[: params.subsample]
