@@ -114,3 +114,41 @@ def test_hash_fills_component_defaults_and_normalizes():
         base(optimizer={"name": "sgd", "lr": 1.0})
     ).hash()
     assert load_config(base(problem={"name": "quadratic", "dim": 4})).hash() != bare.hash()
+
+
+def test_equivalent_configs_share_a_hash():
+    h = lambda c: load_config(c).hash()  # noqa: E731
+    assert h(base(streams={"off": ["init", "dropout"]})) == h(
+        base(streams={"off": ["dropout", "init", "init"]})
+    )
+    assert h(base(optimizer={"name": "sgd", "lr": [0.1, 0.1]})) == h(base())
+    assert h(base(optimizer={"name": "sgd", "lr": [0.1, 0.2]})) != h(base())
+    full = {"name": "quadratic", "dim": 3, "n": 40}
+    assert h(base(problem=full, batch={"size": 8, "sampling": "full"})) == h(
+        base(problem=full, batch={"size": 16, "sampling": "full"})
+    )
+
+
+def test_non_finite_numbers_and_negative_seeds_are_refused():
+    for cfg, field in [
+        (base(problem={"name": "quadratic", "L": float("inf")}), "problem.L"),
+        (base(optimizer={"name": "sgd", "lr": float("nan")}), "optimizer.lr"),
+        (base(schedule={"name": "inverse_time", "k": float("inf")}), "schedule.k"),
+        (base(streams={"seeds": {"sampling": -1}}), "streams.seeds"),
+    ]:
+        with pytest.raises(ConfigError) as info:
+            load_config(cfg).canonical()
+        assert info.value.field.startswith(field), (info.value.field, field)
+
+
+def test_hash_follows_the_contents_of_a_data_file(tmp_path):
+    import numpy as np
+
+    path = tmp_path / "d.npz"
+    rng = np.random.default_rng(0)
+    np.savez(path, X=rng.normal(size=(20, 3)), y=rng.integers(0, 2, 20))
+    cfg = base(problem={"name": "logistic_regression", "dataset": "npz", "path": str(path)})
+    before = load_config(cfg).hash()
+    assert load_config(cfg).hash() == before
+    np.savez(path, X=rng.normal(size=(20, 5)), y=rng.integers(0, 2, 20))
+    assert load_config(cfg).hash() != before

@@ -122,10 +122,10 @@ HASH_VERSION = 2
 
 
 def _normalize(value: Any) -> Any:
-    """Per-chain lists of one value are that value; numbers compare as floats."""
+    """Per-chain lists of one repeated value are that value; numbers compare as floats."""
     if isinstance(value, list):
         items = [_normalize(v) for v in value]
-        return items[0] if len(items) == 1 else items
+        return items[0] if items and all(v == items[0] for v in items) else items
     if isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     return value
@@ -152,7 +152,7 @@ def _component(section: str, named: NamedSection) -> dict[str, Any]:
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class NamedSection(BaseModel):
@@ -192,14 +192,16 @@ class StreamsConfig(_Section):
         for name in v:
             if name not in STREAM_NAMES:
                 raise ValueError(f"unknown stream {name!r}; streams: {', '.join(STREAM_NAMES)}")
-        return v
+        return sorted(set(v))  # a set of sources: order and repeats mean nothing
 
     @field_validator("seeds")
     @classmethod
     def _known_seeds(cls, v: dict[str, int]) -> dict[str, int]:
-        for name in v:
+        for name, seed in v.items():
             if name not in STREAM_NAMES:
                 raise ValueError(f"unknown stream {name!r}; streams: {', '.join(STREAM_NAMES)}")
+            if seed < 0:
+                raise ValueError(f"the seed of stream {name!r} must be ≥ 0, got {seed}")
         return v
 
 
@@ -239,16 +241,39 @@ class RunConfig(_Section):
         data = self.model_dump(mode="json", exclude={"name"})
         for key in ("problem", "optimizer", "schedule"):
             data[key] = _component(key, getattr(self, key))
+        if data["batch"]["sampling"] == "full":
+            data["batch"]["size"] = None  # ignored by full-batch sampling
         return data
 
     def hash(self) -> str:
         """Stable SHA-256 (16 hex digits) of :meth:`canonical` and :data:`HASH_VERSION`."""
-        payload = {"hash_version": HASH_VERSION, **self.canonical()}
+        canonical = self.canonical()
+        payload = {"hash_version": HASH_VERSION, **canonical}
+        files = [canonical["problem"].get(k) for k in ("path", "labels_path")]
+        if any(files):  # a data file rewritten in place must not serve the old runs
+            payload["data_files"] = [_file_digest(Path(f)) for f in files if f]
         blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 _SECTION_KEYS = list(RunConfig.model_fields)
+
+
+def _file_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes; for a folder, of its entries' names, sizes and mtimes."""
+    h = hashlib.sha256()
+    if path.is_dir():
+        for entry in sorted(path.iterdir()):
+            if entry.is_file():
+                st = entry.stat()
+                h.update(f"{entry.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    elif path.is_file():
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    else:
+        return "missing"
+    return h.hexdigest()[:16]
 
 
 class _ConfigLoader(yaml.SafeLoader):

@@ -56,7 +56,7 @@ class UpdateRule(Protocol):
 class OptimizerParams(BaseModel):
     """Base of every optimizer's validated parameters (unknown keys are errors)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     lr: FloatOrList = Field(
         0.01,

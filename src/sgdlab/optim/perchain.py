@@ -112,9 +112,12 @@ def _validate_float_or_list(value: Any) -> float | list[float]:
         if isinstance(v, bool) or not isinstance(v, int | float | str):
             raise ValueError(f"must be a number or a list of numbers, got {v!r}")
         try:
-            return float(v)
+            x = float(v)
         except ValueError:
             raise ValueError(f"must be a number or a list of numbers, got {v!r}") from None
+        if not math.isfinite(x):
+            raise ValueError(f"must be a finite number, got {v!r}")
+        return x
 
     if isinstance(value, list | tuple):
         if not value:

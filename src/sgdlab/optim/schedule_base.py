@@ -41,7 +41,7 @@ class Tail:
 class ScheduleParams(BaseModel):
     """Base of every schedule's validated parameters (unknown keys are errors)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     warmup: int = Field(
         0, ge=0, description="linear warmup steps W: s(t) = (t+1)/W for t < W, then base(t−W)"

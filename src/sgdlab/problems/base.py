@@ -34,7 +34,7 @@ from sgdlab.rng import Streams
 class ProblemParams(BaseModel):
     """Base class of every problem's validated parameters (unknown keys are errors)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Problem(ABC):
