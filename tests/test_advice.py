@@ -79,3 +79,43 @@ def test_monitor_and_cli_advice(tmp_path):
     assert "batch_size" in kinds(items) and "instability" not in kinds(items)
     out = CliRunner().invoke(app, ["advise", mon.run_id, "--store", str(store)])
     assert out.exit_code == 0 and "batch_size" in out.output
+
+
+def test_one_diverged_chain_is_reported_and_the_rest_summarized():
+    steps = np.arange(20)
+    loss = np.tile(np.linspace(2.0, 0.5, 20), (4, 1))
+    loss[2, 12:] = np.nan  # chain 2 diverged at step 12
+    advice = advise({"loss": (steps, loss)})
+    assert kinds(advice) == ["instability"]
+    assert advice[0].evidence["diverged_chains"] == 1
+
+
+def test_oscillation_rule_ignores_a_constant_in_the_loss():
+    """A run resting at its noise floor (F − F* small and noisy) is quiet whatever F* is."""
+    rng = np.random.default_rng(0)
+    t = np.arange(200)
+    loss = 2.0 * np.exp(-t / 10) + 4e-4 * (1 + 0.5 * rng.standard_normal(200))
+    for shift in (0.0, 0.05, 1.0):
+        assert kinds(advise({"loss": series(loss + shift)})) == []
+
+
+def test_engine_noise_scale_is_a_ratio_of_window_averages():
+    """Per-step estimates of B_simple from one minibatch are wild; averaging tr Σ̂ and |ḡ|²
+    over the last quarter and the chains recovers B_simple = 64 (true: tr Σ = 64, |G|² = 1)
+    within 4 standard errors (delta method), and the batch rule fires at b = 8."""
+    rng = np.random.default_rng(1)
+    K, n, b = 64, 40, 8
+    trace = 64.0 * rng.chisquare(b - 1, (K, n)) / (b - 1)  # unbiased tr Σ̂
+    grad_sq = 1.0 + 64.0 / b + rng.normal(0, 0.5, (K, n))  # E|ḡ|² = |G|² + tr Σ/b
+    steps = np.arange(n)
+    m = {"noise_trace": (steps, trace), "noise_grad_sq": (steps, grad_sq)}
+    (a,) = advise(m, batch_size=b)
+    assert a.kind == "batch_size"
+    tr_w, g2_w = trace[:, -n // 4 :].ravel(), grad_sq[:, -n // 4 :].ravel()
+    M = tr_w.size
+    den = g2_w.mean() - tr_w.mean() / b
+    se_den = np.sqrt(np.var(g2_w - tr_w / b, ddof=1) / M)
+    se_tr = np.sqrt(np.var(tr_w, ddof=1) / M)
+    est = a.evidence["noise_scale"]
+    se = est * np.sqrt((se_tr / tr_w.mean()) ** 2 + (se_den / den) ** 2)
+    assert abs(est - 64.0) < 4 * se

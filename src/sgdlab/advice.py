@@ -3,12 +3,15 @@
 :func:`advise` turns a run's recorded metrics into a short list of :class:`Advice`, each with
 the rule that fired and the numbers behind it. The rules, in order:
 
-1. **Instability** — a non-finite loss, or a loss that ends clearly above where it started
+1. **Instability** — any chain with a non-finite loss (a diverged chain; the other rules then
+   summarize the chains that stayed finite), or a loss that ends clearly above where it started
    (last-quarter mean > 1.5 × first-quarter mean, by more than 3 standard errors of the
    difference, so minibatch noise alone does not trigger it): lower the learning rate (§5).
 2. **Batch size against the noise scale** (McCandlish et al. 2018): with B_simple the
-   measured noise scale (tr Σ/|G|²; ``noise_scale`` from the Monitor or ``noise_b_simple``
-   from the engine), a batch b < B_simple/4 is noise-dominated — a batch near B_simple needs
+   measured noise scale (tr Σ/|G|²: the Monitor's EMA-smoothed ``noise_scale``, or for engine
+   runs tr Σ̄ / (|ḡ|²‾ − tr Var ḡ) from the averages of ``noise_trace`` and ``noise_grad_sq``
+   over the last quarter of the steps and the live chains), a batch b < B_simple/4 is
+   noise-dominated — a batch near B_simple needs
    S(b)/S(B) = (1 + B_simple/b)/(1 + B_simple/B) times fewer steps (McCandlish et al. 2018,
    taking B_crit ≈ B_simple), with the learning rate scaled linearly (or by √k);
    b > 4·B_simple is past the critical batch size — diminishing returns, a smaller batch
@@ -16,9 +19,11 @@ the rule that fired and the numbers behind it. The rules, in order:
    Otherwise b is near the critical batch size and nothing is advised.
 3. **Gradient spikes** — max/median of the recorded gradient norms above 10: clip the
    global norm near the 95th percentile of the recorded norms (§5, "gradient clipping").
-4. **Oscillating loss** — the loss's relative spread around its running median (median
-   absolute deviation / median over the last half) above 0.5: the step is large for the
-   noise level; lower η or raise b, which both lower the temperature T ∝ η/b (§5).
+4. **Oscillating loss** — the median absolute deviation of the last half of the loss, relative
+   to how far the loss has come down (median of the first quarter − minimum), above 0.25:
+   the step is large for the noise level; lower η or raise b, which both lower the
+   temperature T ∝ η/b (§5). Measured against the drop, it does not change when a constant
+   is added to the loss.
 
 The thresholds are rules of thumb, stated here and in each advice's evidence; advice never
 replaces looking at the curves.
@@ -27,6 +32,7 @@ replaces looking at the curves.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,8 +44,9 @@ from sgdlab.theory.batch_size import steps_to_target
 BATCH_FACTOR = 4.0
 #: max/median gradient norm above which clipping is advised
 SPIKE_RATIO = 10.0
-#: relative median absolute deviation of the loss above which it is called oscillating
-OSCILLATION = 0.5
+#: median absolute deviation of the loss's last half, relative to its total drop (early
+#: median − minimum), above which it is called oscillating
+OSCILLATION = 0.25
 
 
 @dataclass(frozen=True)
@@ -52,11 +59,55 @@ class Advice:
     evidence: dict[str, Any] = field(default_factory=dict)
 
 
-def _series(metrics: dict[str, tuple[np.ndarray, np.ndarray]], name: str) -> np.ndarray | None:
+def _live(metrics: dict[str, tuple[np.ndarray, np.ndarray]]) -> np.ndarray | None:
+    """Chains whose recorded loss stayed finite (``None``: no loss recorded)."""
+    if "loss" not in metrics:
+        return None
+    return np.isfinite(np.asarray(metrics["loss"][1], dtype=float)).all(axis=1)
+
+
+def _series(
+    metrics: dict[str, tuple[np.ndarray, np.ndarray]], name: str, live: np.ndarray | None = None
+) -> np.ndarray | None:
+    """The median over the live chains of metric ``name`` at each recorded step."""
     if name not in metrics:
         return None
     values = np.asarray(metrics[name][1], dtype=float)
-    return values.reshape(-1) if values.shape[0] == 1 else np.nanmedian(values, axis=0)
+    if live is not None and live.shape[0] == values.shape[0] and live.any():
+        values = values[live]
+    if values.shape[0] == 1:
+        return values.reshape(-1)
+    with warnings.catch_warnings():  # steps where every chain is NaN stay NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmedian(values, axis=0)
+
+
+def _window_noise_scale(
+    metrics: dict[str, tuple[np.ndarray, np.ndarray]],
+    b: int,
+    live: np.ndarray | None,
+    population: int | None,
+) -> float | None:
+    """B_simple from the engine's per-step ``noise_trace`` and ``noise_grad_sq`` as a ratio of
+    averages over the last quarter of the recorded steps and the live chains (one minibatch's
+    estimate is far too noisy, and averaging ratios is biased): tr Σ̄ / (|ḡ|²‾ − tr Var ḡ)."""
+    if "noise_trace" not in metrics or "noise_grad_sq" not in metrics:
+        return None
+    tr = np.asarray(metrics["noise_trace"][1], dtype=float)
+    g2 = np.asarray(metrics["noise_grad_sq"][1], dtype=float)
+    if live is not None and live.shape[0] == tr.shape[0] and live.any():
+        tr, g2 = tr[live], g2[live]
+    q = max(1, tr.shape[1] // 4)
+    tr, g2 = tr[:, -q:], g2[:, -q:]
+    ok = np.isfinite(tr) & np.isfinite(g2)
+    if not ok.any():
+        return None
+    trace, grad_sq = float(tr[ok].mean()), float(g2[ok].mean())
+    N = population
+    trace_sigma = trace if N is None else trace * (N - 1) / N
+    var_mean = trace / b if N is None else trace / b * (N - b) / N
+    denominator = grad_sq - var_mean
+    return trace_sigma / denominator if denominator > 0 else math.inf
 
 
 def _last_finite(x: np.ndarray | None) -> float | None:
@@ -70,12 +121,27 @@ def advise(
     metrics: dict[str, tuple[np.ndarray, np.ndarray]],
     batch_size: int | None = None,
     lr: float | None = None,
+    population: int | None = None,
 ) -> list[Advice]:
-    """Advice for a run from its metrics ``name -> (steps, values [K, n])`` (several chains
-    are summarized by their median). ``batch_size`` and ``lr`` are the run's settings."""
+    """Advice for a run from its metrics ``name -> (steps, values [K, n])``. Any chain whose
+    loss is not finite is reported as instability; the other rules summarize the live chains
+    (median over chains). ``batch_size`` and ``lr`` are the run's settings; ``population`` is
+    N when its batches hold distinct samples of N (without replacement)."""
     out: list[Advice] = []
-    loss = _series(metrics, "loss")
-    if loss is not None and loss.size >= 8:
+    live = _live(metrics)
+    if live is not None and not live.all():
+        bad = int((~live).sum())
+        out.append(
+            Advice(
+                "instability",
+                f"{bad} of {live.size} chains diverged (non-finite loss): lower the learning "
+                "rate (e.g. ÷3), then check the data pipeline and the gradient "
+                "(sgdlab.measure.gradcheck)",
+                {"diverged_chains": bad, "chains": int(live.size), "rule": "any non-finite loss"},
+            )
+        )
+    loss = _series(metrics, "loss", live)
+    if loss is not None and loss.size >= 8 and (live is None or live.all()):
         q = loss.size // 4
         head, tail = loss[:q], loss[-q:]
         first, last = float(np.mean(head)), float(np.mean(tail))
@@ -95,10 +161,12 @@ def advise(
                     },
                 )
             )
-    scale = _last_finite(_series(metrics, "noise_scale"))
+    scale = _last_finite(_series(metrics, "noise_scale", live))  # Monitor: EMA-smoothed
+    if scale is None and batch_size:
+        scale = _window_noise_scale(metrics, batch_size, live, population)
     if scale is None:
-        scale = _last_finite(_series(metrics, "noise_b_simple"))
-    if scale is not None and batch_size and scale > 0:
+        scale = _last_finite(_series(metrics, "noise_b_simple", live))
+    if scale is not None and batch_size and 0 < scale < math.inf:
         k = scale / batch_size
         evidence = {
             "batch_size": batch_size,
@@ -138,7 +206,7 @@ def advise(
                     evidence,
                 )
             )
-    norms = _series(metrics, "grad_norm")
+    norms = _series(metrics, "grad_norm", live)
     if norms is not None:
         finite = norms[np.isfinite(norms)]
         if finite.size >= 5 and np.median(finite) > 0:
@@ -158,18 +226,26 @@ def advise(
                     )
                 )
     if loss is not None and loss.size >= 8:
+        finite = loss[np.isfinite(loss)]
         tail = loss[loss.size // 2 :]
         tail = tail[np.isfinite(tail)]
-        if tail.size >= 4 and np.median(tail) > 0:
-            rel = float(np.median(np.abs(tail - np.median(tail))) / np.median(tail))
+        head = finite[: max(1, finite.size // 4)]
+        drop = float(np.median(head) - finite.min()) if finite.size else 0.0
+        if tail.size >= 4 and drop > 0:
+            # spread relative to how far the loss has come down: adding a constant to the loss
+            # (F* ≠ 0) changes nothing, and a run resting at its noise floor stays quiet
+            rel = float(np.median(np.abs(tail - np.median(tail))) / drop)
             if rel > OSCILLATION:
                 out.append(
                     Advice(
                         "oscillation",
-                        f"the loss oscillates (relative spread {rel:.2f} over the last half): the "
-                        "step is large for this noise level; lower the learning rate or raise the "
-                        "batch size (both lower the temperature T ∝ η/b)",
-                        {"relative_mad": rel, "rule": f"MAD/median > {OSCILLATION:g}"},
+                        f"the loss oscillates (its spread over the last half is {rel:.2f} of its "
+                        "total drop): the step is large for this noise level; lower the learning "
+                        "rate or raise the batch size (both lower the temperature T ∝ η/b)",
+                        {
+                            "mad_over_drop": rel,
+                            "rule": f"MAD(last half) / (early median − min) > {OSCILLATION:g}",
+                        },
                     )
                 )
     return out

@@ -166,5 +166,7 @@ def advice_for_run(run_id: str, store_path: Path) -> tuple[list, bool]:
         if "lr" in metrics:
             median = float(np.nanmedian(metrics["lr"][1][:, -1]))
             lr = median if np.isfinite(median) else None
-        items = advise(metrics, batch_size=b, lr=lr)
+        n = (info["problem"] or {}).get("n")
+        distinct = batch.get("sampling") in ("without_replacement", "full", "auto")
+        items = advise(metrics, batch_size=b, lr=lr, population=n if distinct and n else None)
     return items, any(name in metrics for name in NOISE_METRICS)
