@@ -13,7 +13,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -201,7 +201,8 @@ def run_studies(
             if progress:
                 progress("analyze", name, 0, 1)
             fs = study.analyze(runs, Context(out=out_dir, quick=quick))
-            findings.extend(fs)
+            mode = "quick" if quick else "full"  # stored with each finding: which settings
+            findings.extend(replace(f, details={**f.details, "mode": mode}) for f in fs)
             per_study[name] = time.perf_counter() - t0
         session = uuid.uuid4().hex[:12]
         if db is not None:

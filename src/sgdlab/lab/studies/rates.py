@@ -12,11 +12,13 @@ recorded steps in [T/20, T], CI by a bootstrap over chains):
 
 * η_t = β/(γ + t), β > 1/μ: slope of E F(w_T) − F* (BCN 2018 Thm 4.7: O(1/T)); the
   level at T against the exact recursion; the Thm 4.7 bound must hold;
-* η_t = η₀/√(t + 1): last-iterate slope (predicted from the exact recursion, ≈ −1/2) and
-  the uniform Polyak–Ruppert average's slope (exact averaged recursion) on both problems,
-  with the O(1/√T) bound (:func:`sgdlab.theory.rates_extra.uniform_average_bound`) as an
-  upper bound on the averaged iterate — the article states a bound, and on the strongly
-  convex problem the average is faster (≈ 1/T), which is reported;
+* η_t = η₀/√(t + 1), on both problems (strongly convex is convex: the convex claim): the
+  article's O(1/√T) bound (:func:`sgdlab.theory.rates_extra.uniform_average_bound`) as an
+  upper bound on the averaged iterate's level — on the strongly convex problem the average
+  is faster (≈ 1/T), which is reported. The last-iterate and averaged slopes are compared
+  with the exact recursions' slopes under a separate claim: an engine check, not the
+  article's (at these horizons the convex slopes are shallower than −1/2 while the level
+  stays far below the bound);
 * GD (full batch) on the strongly convex problem: the fitted contraction factor of
   ‖w_t − w*‖ against max|1 − ηλ| (:func:`sgdlab.theory.rates.gd_contraction_factor`).
 
@@ -47,6 +49,10 @@ from sgdlab.theory.rates_extra import quadratic_moments, uniform_average_bound
 CLAIM_SC = "For strongly convex F with η_t ∝ 1/t, E[F(w_T)] − F* = O(1/T) (§3.2 D)."
 CLAIM_CVX = "For convex F with η_t ∝ 1/√t, E[F(w_T)] − F* = O(1/√T) (§3.2 D)."
 CLAIM_GD = "Deterministic GD converges linearly, O(c^T), on strongly convex problems (§3.2 D)."
+CLAIM_SIM = (
+    "Engine check, not an article claim: the simulated E F(w_T) − F* follows the exact "
+    "expected recursion of SGD on the quadratic."
+)
 N = 2000
 SC = {"name": "quadratic", "dim": 5, "mu": 0.5, "L": 1.0, "noise": "isotropic",
       "noise_std": 1.0, "init_scale": 2.0, "n": N}
@@ -95,7 +101,8 @@ class Rates(Study):
         fname = "rates.png"
         fig, axes = figure(1, 3)
         seed = probe_seed(31)
-        for key, prob_cfg, claim in (("sc", SC, CLAIM_SC), ("cvx", CVX, CLAIM_CVX)):
+        # η ∝ 1/√t belongs to the convex claim on both problems (strongly convex is convex)
+        for key, prob_cfg in (("sc", SC), ("cvx", CVX)):
             run0 = runs[f"{key}/sqrt"]
             prob = build(run0)
             Q = prob.Q.numpy()
@@ -116,9 +123,12 @@ class Rates(Study):
                 fit = fit_loglog_slope(Ts, v[:, idx], seed=seed)
                 seed += 1
                 label = f"{key}: η_t = {cfg['optimizer']['lr']:g}·{sched.formula()}"
+                claim = CLAIM_SC if sname == "beta_gamma" else CLAIM_CVX
                 if sname == "beta_gamma":
                     k = bcn_constants_quadratic(lam, float(c.sum()), 1)
-                    bound = bcn_diminishing_bound(BETA, GAMMA, k, float(exact[0]), Ts)
+                    # the engine's η_t = β/(γ+t) from t = 0 is BCN's α_k = β/(γ' + k) from
+                    # k = 1 with γ' = γ − 1 (the bound function takes BCN's γ)
+                    bound = bcn_diminishing_bound(BETA, GAMMA - 1, k, float(exact[0]), Ts)
                     out.append(self.finding(
                         claim, "slope of log E[F(w_T)]−F* vs log T, η_t = β/(γ+t) (last iterate)",
                         fit.slope, (fit.ci_low, fit.ci_high), predicted=ols_slope(Ts, bound),
@@ -138,7 +148,9 @@ class Rates(Study):
                 else:
                     pred = ols_slope(Ts, exact[steps[idx]])
                     out.append(self.finding(
-                        claim, f"{key}: slope vs log T, η_t = η₀/√(t+1) (last iterate)",
+                        CLAIM_SIM,
+                        f"{key}: slope vs log T, η_t = η₀/√(t+1) (last iterate) against the exact "
+                        "recursion's",
                         fit.slope, (fit.ci_low, fit.ci_high), predicted=pred, tolerance=0.1,
                         rule="band", figure=fname, ci_method=BOOTSTRAP,
                         theory="slope of theory.rates.expected_suboptimality_quadratic",
@@ -161,7 +173,9 @@ class Rates(Study):
                             et, float(dist2[:n_pts].max()), grad2[:n_pts]))
                     ex_avg, bnd = np.array(ex_avg), np.array(bnd)
                     out.append(self.finding(
-                        claim, f"{key}: slope vs log T of the Polyak–Ruppert average, η₀/√(t+1)",
+                        CLAIM_SIM,
+                        f"{key}: slope vs log T of the Polyak–Ruppert average, η₀/√(t+1), against "
+                        "the exact averaged recursion's",
                         afit.slope, (afit.ci_low, afit.ci_high), predicted=ols_slope(Ta, ex_avg),
                         tolerance=0.1, rule="band", figure=fname, ci_method=BOOTSTRAP,
                         theory="slope of theory.rates.expected_suboptimality_averaged_quadratic",
