@@ -126,8 +126,9 @@ class Quadratic(Problem):
 
     # -------------------------------------------------------------- sampling
     def sample(self, generator: torch.Generator, count: int) -> tuple[Tensor, Tensor]:
-        z = torch.randn(count, self.dim, generator=generator, dtype=self.dtype)
-        return z @ self.C_sqrt, torch.zeros(count, dtype=self.dtype)
+        dev = generator.device  # as linear_regression: samples live on the stream's device
+        z = torch.randn(count, self.dim, generator=generator, dtype=self.dtype, device=dev)
+        return z @ self.C_sqrt.to(dev), torch.zeros(count, dtype=self.dtype, device=dev)
 
     def per_sample_loss(
         self, W: Tensor, x: Tensor, y: Tensor, noise: dict[str, Tensor] | None = None
