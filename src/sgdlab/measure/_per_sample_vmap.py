@@ -152,3 +152,31 @@ def per_sample_grads(
         for k, g in zip(names, gs, strict=True):
             out[k].append(torch.zeros_like(params[k]) if g is None else g.detach())
     return {k: torch.stack(v) for k, v in out.items()}
+
+
+def params_outside_graph(
+    model: nn.Module,
+    loss_fn: LossFn,
+    x: tuple[Tensor, ...],
+    targets: Tensor | None,
+    params: dict[str, Tensor],
+) -> set[str]:
+    """Names of the parameters that the loss's graph does not reach (one extra pass, under
+    a forked RNG so that the user's random stream is not consumed)."""
+    devices = sorted({t.device.index or 0 for t in (*x, *params.values()) if t.is_cuda})
+    with torch.random.fork_rng(devices=devices):
+        loss = call_loss(model, loss_fn, x, targets)
+    gs = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
+    return {k for k, g in zip(params, gs, strict=True) if g is None}
+
+
+def accumulate_grads(params: dict[str, Tensor], means: dict[str, Tensor]) -> None:
+    """Add ``means`` into ``.grad`` as ``loss.backward()`` would (only the given names)."""
+    with torch.no_grad():
+        for k, g in means.items():
+            p = params[k]
+            g = g.detach()
+            if p.grad is None:
+                p.grad = g.clone()  # not aliased with the returned statistics
+            else:
+                p.grad.add_(g)

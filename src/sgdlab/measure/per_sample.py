@@ -51,10 +51,12 @@ from sgdlab.measure._per_sample_validate import modules_to_fall_back
 from sgdlab.measure._per_sample_vmap import (
     Inputs,
     LossFn,
+    accumulate_grads,
     as_tuple,
     call_loss,
     check_no_train_batchnorm,
     fallback_stats,
+    params_outside_graph,
     per_sample_grads,
     trainable,
 )
@@ -198,8 +200,8 @@ def per_sample_stats(
         with torch.no_grad():
             loss = float(call_loss(model, loss_fn, x, targets))
         if backward:  # parameters outside the loss's graph keep their ``.grad`` (None)
-            outside = _unused(model, loss_fn, x, targets, params)
-            _accumulate(params, {k: g.mean(0) for k, g in grads.items() if k not in outside})
+            outside = params_outside_graph(model, loss_fn, x, targets, params)
+            accumulate_grads(params, {k: g.mean(0) for k, g in grads.items() if k not in outside})
         return stats_from_grads(grads, reference=reference, loss=loss, method=method)
 
     def measure(xs: tuple[Tensor, ...], ys: Tensor | None) -> PerSampleStats:
@@ -257,7 +259,7 @@ def _auto_stats(
         for (k, p), g in zip(params.items(), gs, strict=True)
     }
     if backward:  # as loss.backward(): parameters outside the graph keep ``.grad`` None
-        _accumulate(
+        accumulate_grads(
             params, {k: m for (k, m), g in zip(means.items(), gs, strict=True) if g is not None}
         )
     ref = _resolve_reference(reference, means)
@@ -346,34 +348,6 @@ def _auto_stats(
         dot=None if ref is None else order(out_dot),
         method=order(out_method),
     )
-
-
-def _unused(
-    model: nn.Module,
-    loss_fn: LossFn,
-    x: tuple[Tensor, ...],
-    targets: Tensor | None,
-    params: dict[str, Tensor],
-) -> set[str]:
-    """Names of the parameters that the loss's graph does not reach (one extra pass, under
-    a forked RNG so that the user's random stream is not consumed)."""
-    devices = sorted({t.device.index or 0 for t in (*x, *params.values()) if t.is_cuda})
-    with torch.random.fork_rng(devices=devices):
-        loss = call_loss(model, loss_fn, x, targets)
-    gs = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
-    return {k for k, g in zip(params, gs, strict=True) if g is None}
-
-
-def _accumulate(params: dict[str, Tensor], means: dict[str, Tensor]) -> None:
-    """Add ``means`` into ``.grad`` as ``loss.backward()`` would (only the given names)."""
-    with torch.no_grad():
-        for k, g in means.items():
-            p = params[k]
-            g = g.detach()
-            if p.grad is None:
-                p.grad = g.clone()  # not aliased with the returned statistics
-            else:
-                p.grad.add_(g)
 
 
 # --------------------------------------------------------------------------- references
