@@ -47,6 +47,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from sgdlab.rng import forked_global_rng
 from sgdlab.store import Store, open_store
 
 
@@ -226,10 +227,7 @@ class Monitor:
         b = int(x[0].shape[0])
         if b < 2:
             return
-        devices = sorted(
-            {p.device.index or 0 for p in self.model.parameters() if p.device.type == "cuda"}
-        )
-        with torch.random.fork_rng(devices=devices):
+        with forked_global_rng(self.model.parameters()):
             stats = gradient_noise(
                 self.model,
                 self.loss_fn,

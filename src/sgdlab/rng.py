@@ -25,6 +25,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -123,3 +124,11 @@ class Streams:
             "seeds": dict(self.seeds),
             "off": sorted(self.off),
         }
+
+
+def forked_global_rng(tensors: Iterable[torch.Tensor]) -> contextlib.AbstractContextManager:
+    """``torch.random.fork_rng`` over the CPU and every CUDA device holding one of ``tensors``:
+    work done inside (an instrument's extra pass) leaves the user's global RNG state as it
+    was, so their own draws (dropout masks) are unchanged."""
+    devices = sorted({t.device.index or 0 for t in tensors if t.is_cuda})
+    return torch.random.fork_rng(devices=devices)

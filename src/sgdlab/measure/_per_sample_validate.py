@@ -41,6 +41,7 @@ from torch import Tensor, nn
 
 from sgdlab.measure._per_sample_layers import _rtol, fast_kind
 from sgdlab.measure._per_sample_vmap import LossFn, call_loss, trainable
+from sgdlab.rng import forked_global_rng
 
 #: cached validations per model (the least recently used is dropped beyond this)
 MAX_ENTRIES = 8
@@ -146,14 +147,13 @@ def _validate(
     sub = tuple(rows(t, n, 0, m) for t in x)
     y = rows(targets, n, 0, m)
     modes = {mod: mod.training for mod in model.modules()}
-    devices = sorted({t.device.index or 0 for t in (*tensors, *x) if t.device.type == "cuda"})
 
     def grads(xs: tuple, ys: Tensor | None) -> list[Tensor]:
         gs = torch.autograd.grad(call_loss(model, loss_fn, xs, ys), tensors, allow_unused=True)
         return [torch.zeros_like(p) if g is None else g for p, g in zip(tensors, gs, strict=True)]
 
     try:
-        with torch.random.fork_rng(devices=devices):
+        with forked_global_rng((*tensors, *x)):
             # the caller's mode (train-only branches are seen), dropout off: masks drawn for a
             # batch of one and for the sub-batch could never agree
             for mod in model.modules():

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
 from sgdlab.measure import _per_sample_layers as L
+from sgdlab.rng import forked_global_rng
 
 Inputs = Tensor | tuple[Tensor, ...]
 LossFn = Callable[..., Tensor]
@@ -163,8 +164,7 @@ def params_outside_graph(
 ) -> set[str]:
     """Names of the parameters that the loss's graph does not reach (one extra pass, under
     a forked RNG so that the user's random stream is not consumed)."""
-    devices = sorted({t.device.index or 0 for t in (*x, *params.values()) if t.is_cuda})
-    with torch.random.fork_rng(devices=devices):
+    with forked_global_rng((*x, *params.values())):
         loss = call_loss(model, loss_fn, x, targets)
     gs = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
     return {k for k, g in zip(params, gs, strict=True) if g is None}
