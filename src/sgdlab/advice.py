@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from sgdlab.theory._common import population_noise_traces
 from sgdlab.theory.batch_size import steps_to_target
 
 #: a batch this many times below (above) the noise scale is noise-dominated (past critical)
@@ -103,9 +104,7 @@ def _window_noise_scale(
     if not ok.any():
         return None
     trace, grad_sq = float(tr[ok].mean()), float(g2[ok].mean())
-    N = population
-    trace_sigma = trace if N is None else trace * (N - 1) / N
-    var_mean = trace / b if N is None else trace / b * (N - b) / N
+    trace_sigma, var_mean = population_noise_traces(trace, b, population)
     denominator = grad_sq - var_mean
     return trace_sigma / denominator if denominator > 0 else math.inf
 

@@ -30,6 +30,7 @@ from torch import Tensor
 
 from sgdlab.problems.autodiff import per_sample_gradients
 from sgdlab.problems.base import Problem
+from sgdlab.theory._common import population_noise_traces
 from sgdlab.theory.langevin import sgd_temperature
 
 
@@ -53,8 +54,7 @@ def noise_statistics(
     g2 = mean.pow(2).sum(dim=1)
     N = population
     # tr Σ of the 1/N population covariance, and tr Var(ḡ) of this batch's mean
-    trace_sigma = trace if N is None else trace * (N - 1) / N
-    var_mean = trace / b if N is None else trace / b * (N - b) / N
+    trace_sigma, var_mean = population_noise_traces(trace, b, N)
     corrected = g2 - var_mean
     nan = torch.full_like(trace, float("nan"))
     b_simple = torch.where(corrected > 0, trace_sigma / corrected.clamp_min(1e-300), nan)

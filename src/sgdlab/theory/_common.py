@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
@@ -35,6 +37,23 @@ def finite_population_factor(b: int, n: int | None) -> float:
     if n < 2 or b > n:
         raise ValueError(f"need 2 ≤ N and b ≤ N, got N={n}, b={b}")
     return (n - b) / (n - 1)
+
+
+def population_noise_traces(trace_sample: Any, b: int, n: int | None) -> tuple[Any, Any]:
+    """``(tr Σ, tr Var ḡ)`` from tr Σ̂, the unbiased (1/(b−1)) trace of b per-sample gradients.
+
+    With independent draws (``n=None``): tr Σ = tr Σ̂ and tr Var ḡ = tr Σ̂/b. When the b
+    samples are distinct members of a dataset of N (without replacement), tr Σ̂ estimates the
+    1/(N−1) covariance, so tr Σ = tr Σ̂ (N−1)/N for the 1/N covariance and
+    tr Var ḡ = tr Σ/b · (N−b)/(N−1) (:func:`finite_population_factor`), zero at b = N.
+    Works elementwise on floats, arrays and tensors.
+
+    Example:
+        >>> population_noise_traces(4.0, 2, None)
+        (4.0, 2.0)
+    """
+    trace_sigma = trace_sample if n is None else trace_sample * (n - 1) / n
+    return trace_sigma, trace_sigma / b * finite_population_factor(b, n)
 
 
 def as_matrix(x: ArrayLike, d: int | None = None) -> FloatArray:
