@@ -192,8 +192,8 @@ def per_sample_stats(
     """
     check_no_train_batchnorm(model)
     x = as_tuple(inputs)
-    params = trainable(model)
     if method != "auto":
+        params = trainable(model)
         grads = per_sample_grads(
             model, loss_fn, inputs, targets, method=method, chunk_size=chunk_size
         )
