@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -131,7 +130,9 @@ def runs_cmd(
         raise ConfigError("--limit", f"must be at least 1, got {limit}")
     with Store(_store_path(store), read_only=True) as db:
         rows = db.runs(status=status)
-    table = Table(title=f"runs in {_store_path(store)}")
+    from sgdlab.report.summary import PlainTable
+
+    table = PlainTable(title=f"runs in {_store_path(store)}")
     table.add_column("run id", no_wrap=True, style="cyan")
     for col in ("kind", "name", "problem", "optimizer", "K", "T", "status", "time"):
         table.add_column(col)
@@ -141,11 +142,10 @@ def runs_cmd(
         opt = cfg.get("optimizer") or {}
         opt_s = f"{opt.get('name', '')} lr={opt.get('lr', '')}" if opt else ""
         secs = r["wall_seconds"]
-        cells = (
+        table.add_row(
             r["run_id"], r["kind"] or "", r["name"] or "", prob, opt_s, str(r["chains"]),
             str(r["steps"] or ""), r["status"], "" if secs is None else f"{secs:.1f}s",
         )  # fmt: skip
-        table.add_row(*(escape(c) for c in cells))
     console.print(table)
     if len(rows) > limit:
         console.print(f"({len(rows) - limit} more; use --limit)")

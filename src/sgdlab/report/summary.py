@@ -22,6 +22,13 @@ _DATASET_NAMES = ("synthetic", "mnist", "npz")
 _PLOT_ORDER = ("suboptimality", "objective", "loss")
 
 
+class PlainTable(Table):
+    """A table whose cells are text, never Rich markup (values may hold brackets)."""
+
+    def add_row(self, *cells: object, **kwargs: object) -> None:  # type: ignore[override]
+        super().add_row(*(escape(str(c)) for c in cells), **kwargs)  # type: ignore[arg-type]
+
+
 def _type_name(annotation: object) -> str:
     """``int``, ``float | None``, ``one of 'log', 'linear'`` … for the parameter tables."""
     if typing.get_origin(annotation) is typing.Literal:
@@ -37,22 +44,15 @@ def _type_name(annotation: object) -> str:
 
 def params_table(title: str, params: type[BaseModel]) -> Table:
     """A table of a pydantic params model: key, type, default, description."""
-    table = Table(title=title, title_justify="left", show_edge=False)
+    table = PlainTable(title=title, title_justify="left", show_edge=False)
     for col in ("key", "type", "default", "description"):
         table.add_column(col)
     for key, field in params.model_fields.items():
         ann = _type_name(field.annotation)
         required = field.is_required()
         default = "required" if required else repr(field.get_default(call_default_factory=True))
-        table.add_row(*(escape(str(v)) for v in (key, ann, default, field.description or "")))
+        table.add_row(key, ann, default, field.description or "")
     return table
-
-
-class _PlainTable(Table):
-    """A table whose cells are text, never Rich markup (values may hold brackets)."""
-
-    def add_row(self, *cells: object, **kwargs: object) -> None:  # type: ignore[override]
-        super().add_row(*(escape(str(c)) for c in cells), **kwargs)  # type: ignore[arg-type]
 
 
 _STATUS_NOTE = {
@@ -93,7 +93,7 @@ def show_run(run_id: str, store_path: Path, out: Path | None, console: Console) 
         data = {n: db.metric(rid, n) for n in names}
         diverged = db.diverged(rid)
     cfg = info["config"]
-    head = _PlainTable(title=f"run {rid}", show_header=False, title_justify="left")
+    head = PlainTable(title=f"run {rid}", show_header=False, title_justify="left")
     head.add_column("field")
     head.add_column("value")
     prob = _relevant_problem_params(cfg.get("problem", {}))
@@ -111,7 +111,7 @@ def show_run(run_id: str, store_path: Path, out: Path | None, console: Console) 
     if info["wall_seconds"] is not None:
         head.add_row("wall time", f"{info['wall_seconds']:.2f}s")
     console.print(head)
-    table = _PlainTable(
+    table = PlainTable(
         title="metrics at the last recorded step (across chains)", title_justify="left"
     )
     for col in ("metric", "step", "median", "10%", "90%"):
