@@ -3,7 +3,7 @@
 Model: an MLP 64–32–10 (ReLU) on sklearn's ``digits`` (1797 samples, standardized features),
 float64, initialized and trained briefly by minibatch SGD from fixed generators, so its Hessian
 is not trivial. Exact reference: ``torch.linalg.eigvalsh`` of the full Hessian
-(:func:`sgdlab.measure.hvp.hessian_matrix`, d = 2410, by blocks of vmapped HVPs). Over several
+(:func:`sgdlab.measure.curvature.hvp.hessian_matrix`, d = 2410, by blocks of vmapped HVPs). Over several
 start vectors (seeds):
 
 * Lanczos (``hessian_eigs``, tol = 1e-3) with the residual bound and with the gap bound:
@@ -36,8 +36,8 @@ import torch
 from sklearn.datasets import load_digits
 from torch import nn
 
-from sgdlab.measure.eigs import lanczos, power_iteration
-from sgdlab.measure.hvp import HessianOperator, hessian_matrix
+from sgdlab.measure.curvature.eigs import lanczos, power_iteration
+from sgdlab.measure.curvature.hvp import HessianOperator, hessian_matrix
 
 TOL = 1e-3
 SEEDS = range(10)

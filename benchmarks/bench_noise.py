@@ -4,7 +4,7 @@ MLP 784–128–10 (ReLU), batch 256, CPU, float32, synthetic inputs. Times (med
 after warm-up, all in one run) of
 
 * ``plain``: forward, backward, SGD step;
-* ``fast``: the same step through :func:`sgdlab.measure.per_sample.per_sample_stats`
+* ``fast``: the same step through :func:`sgdlab.measure.noise.per_sample.per_sample_stats`
   (``backward=True``: one ordinary backward pass, hooks capture the layer inputs and output
   gradients) plus tr Σ and the per-parameter variance;
 * ``vmap``: per-sample gradients by ``torch.func.vmap(grad(...))``, then the same statistics;
@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from sgdlab.measure.per_sample import per_sample_grads, per_sample_stats, stats_from_grads
+from sgdlab.measure.noise.per_sample import per_sample_grads, per_sample_stats, stats_from_grads
 
 RESULTS = Path(__file__).resolve().parent / "results" / "noise.json"
 

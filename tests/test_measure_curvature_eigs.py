@@ -8,8 +8,8 @@ import torch
 from sklearn.datasets import load_digits
 from torch import nn
 
-from sgdlab.measure.eigs import hessian_eigs, lanczos, power_iteration
-from sgdlab.measure.hvp import HessianOperator, hessian_matrix
+from sgdlab.measure.curvature.eigs import hessian_eigs, lanczos, power_iteration
+from sgdlab.measure.curvature.hvp import HessianOperator, hessian_matrix
 from sgdlab.problems.quadratic import Quadratic, QuadraticParams
 from sgdlab.rng import Streams
 

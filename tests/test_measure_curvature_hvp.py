@@ -8,7 +8,7 @@ import torch
 from scipy.sparse.linalg import eigsh
 from torch import nn
 
-from sgdlab.measure.hvp import (
+from sgdlab.measure.curvature.hvp import (
     FunctionObjective,
     HessianOperator,
     ModelObjective,

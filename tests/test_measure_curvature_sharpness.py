@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from sgdlab.measure.eigs import hessian_eigs
-from sgdlab.measure.hvp import FunctionObjective, ModelObjective, hessian_matrix
-from sgdlab.measure.sharpness_measures import (
+from sgdlab.measure.curvature.eigs import hessian_eigs
+from sgdlab.measure.curvature.hvp import FunctionObjective, ModelObjective, hessian_matrix
+from sgdlab.measure.curvature.sharpness import (
     asam_sharpness,
     epsilon_sharpness,
     rho_sharpness,

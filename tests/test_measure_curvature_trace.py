@@ -10,10 +10,10 @@ import torch
 from scipy import stats
 from torch import nn
 
-from sgdlab.measure.eigs import random_unit_vector
-from sgdlab.measure.hvp import hessian_matrix
-from sgdlab.measure.spectrum import spectral_density
-from sgdlab.measure.trace import hessian_trace, rademacher
+from sgdlab.measure.curvature.eigs import random_unit_vector
+from sgdlab.measure.curvature.hvp import hessian_matrix
+from sgdlab.measure.curvature.spectrum import spectral_density
+from sgdlab.measure.curvature.trace import hessian_trace, rademacher
 from sgdlab.problems.quadratic import Quadratic, QuadraticParams
 from sgdlab.rng import Streams
 

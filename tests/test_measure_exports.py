@@ -20,3 +20,13 @@ def test_unknown_name():
 
     with pytest.raises(AttributeError, match="no attribute"):
         measure.not_a_measure  # noqa: B018
+
+
+def test_flat_namespace_is_the_union_of_the_subpackages():
+    from sgdlab.measure import curvature, noise
+
+    assert sorted(measure.__all__) == sorted([*noise.__all__, *curvature.__all__])
+    assert not set(noise.__all__) & set(curvature.__all__)
+    for sub in (noise, curvature):
+        for name in sub.__all__:
+            assert getattr(measure, name) is getattr(sub, name), name

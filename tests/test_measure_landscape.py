@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from sgdlab.measure.hvp import FunctionObjective, ModelObjective
-from sgdlab.measure.landscape import (
+from sgdlab.measure.curvature.hvp import FunctionObjective, ModelObjective
+from sgdlab.measure.curvature.landscape import (
     LossLine,
     filter_normalize,
     interpolation_slice,
@@ -20,7 +20,7 @@ from sgdlab.measure.landscape import (
     random_direction,
     surface_slice,
 )
-from sgdlab.measure.spectrum import spectral_density
+from sgdlab.measure.curvature.spectrum import spectral_density
 from sgdlab.problems.quadratic import Quadratic, QuadraticParams
 from sgdlab.report.landscape_plots import plot_loss_line, plot_loss_surface, plot_spectral_density
 from sgdlab.rng import Streams

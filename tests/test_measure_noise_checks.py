@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from sgdlab.measure.checks import gradcheck, unbiasedness_test
+from sgdlab.measure.noise.checks import gradcheck, unbiasedness_test
 
 
 def softmax_regression(n: int, d_in: int, k: int, gen: torch.Generator):

@@ -1,6 +1,6 @@
 """Per-sample fast path and vmap fallback against a loop of single-sample backward passes.
 
-Covers: ``sgdlab.measure.per_sample`` and its private helpers per_sample_layers and
+Covers: ``sgdlab.measure.noise.per_sample`` and its private helpers per_sample_layers and
 per_sample_vmap.
 """
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from sgdlab.measure.per_sample import per_sample_grads, per_sample_stats, stats_from_grads
+from sgdlab.measure.noise.per_sample import per_sample_grads, per_sample_stats, stats_from_grads
 
 FIELDS = ("grad_sum", "sq_sum", "norm_sq", "dot")
 
@@ -257,7 +257,7 @@ def test_module_called_by_keyword_falls_back_and_stays_exact() -> None:
 
 
 def test_vmap_method_honours_chunk_size(monkeypatch) -> None:
-    import sgdlab.measure._per_sample_vmap as ps
+    import sgdlab.measure.noise._vmap as ps
 
     sizes: list[int] = []
     real = ps.vmap_grads

@@ -1,6 +1,6 @@
 """First-use validation of the per-sample fast path: layouts it cannot see and non-mean losses.
 
-Covers: per_sample_validate (``sgdlab.measure._per_sample_validate``) through
+Covers: per_sample_validate (``sgdlab.measure.noise._validate``) through
 ``per_sample_stats``.
 """
 
@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-import sgdlab.measure._per_sample_validate as V
-from sgdlab.measure.per_sample import per_sample_grads, per_sample_stats, stats_from_grads
+import sgdlab.measure.noise._validate as V
+from sgdlab.measure.noise.per_sample import per_sample_grads, per_sample_stats, stats_from_grads
 
 F64 = torch.float64
 

@@ -10,8 +10,8 @@ import torch
 from scipy.linalg import solve_discrete_lyapunov
 from torch import nn
 
-from sgdlab.measure.noise_stats import gradient_noise
-from sgdlab.measure.thermal import TemperatureResult, sgd_stationary_variance_1d, temperature
+from sgdlab.measure.noise.stats import gradient_noise
+from sgdlab.measure.noise.thermal import TemperatureResult, sgd_stationary_variance_1d, temperature
 from sgdlab.problems.quadratic import Quadratic, QuadraticParams
 from sgdlab.rng import Streams
 

@@ -11,8 +11,7 @@ See ``docs/ARCHITECTURE.md`` for the layout.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
+from sgdlab._version import __version__
 from sgdlab.advice import Advice, advise
 from sgdlab.config import RunConfig, load_config
 from sgdlab.engine.result import RunResult

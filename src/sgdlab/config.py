@@ -21,100 +21,20 @@ unknown keys get a "did you mean" suggestion.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import re
-import typing
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from sgdlab.errors import ConfigError
-from sgdlab.rng import STREAM_NAMES
-
-
-def _format_loc(section: str, loc: tuple[Any, ...]) -> str:
-    parts = ([section] if section else []) + [str(p) for p in loc]
-    return ".".join(parts) or "config"
-
-
-def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel]:
-    """The nested pydantic model reached by following ``loc`` through ``model``'s fields."""
-    for part in loc:
-        field = model.model_fields.get(str(part))
-        ann = getattr(field, "annotation", None)
-        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
-            break
-        model = ann
-    return model
-
-
-def validate_section(model: type[BaseModel], data: Any, section: str) -> Any:
-    """Validate ``data`` against ``model``; raise :class:`ConfigError` naming the first bad field.
-
-    Unknown keys are reported with the closest valid key as a suggestion.
-    """
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(section, f"must be a mapping of keys to values, got {data!r}")
-    _reject_booleans_as_numbers(model, data, section)
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        errors = exc.errors()
-        # an unknown key explains a "missing field" better than the other way round
-        err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
-        loc = tuple(err.get("loc", ()))
-        field = _format_loc(section, loc)
-        if err["type"] == "extra_forbidden":
-            key = str(loc[-1]) if loc else "?"
-            known = list(_model_at(model, loc[:-1]).model_fields)
-            hint = difflib.get_close_matches(key, known, n=1)
-            suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
-            raise ConfigError(
-                field, f"unknown key {key!r}{suggestion} (valid keys: {', '.join(known)})"
-            ) from None
-        if err["type"] == "missing":
-            raise ConfigError(
-                field, "required, give a value (`sgdlab problems` and `sgdlab optimizers` list "
-                "every component's parameters)"
-            ) from None
-        msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
-        got = err.get("input")
-        if err["type"] != "missing" and repr(got) not in msg:
-            msg = f"{msg} (got {got!r})"
-        raise ConfigError(field, msg) from None
-
-
-def _numeric_only(annotation: Any) -> bool:
-    """True when ``annotation`` admits int or float values but not booleans."""
-    args = typing.get_args(annotation) or (annotation,)
-    flat: list[Any] = []
-    for a in args:
-        inner = typing.get_args(a) if typing.get_origin(a) in (list, tuple) else (a,)
-        flat += list(inner)
-    return bool not in flat and any(a in (int, float) for a in flat)
-
-
-def _reject_booleans_as_numbers(model: type[BaseModel], data: dict, section: str) -> None:
-    """YAML's ``true``/``false`` would pass as 1/0 for numeric fields (``chains: true`` → 1
-    chain): refuse them, in nested sections too."""
-    for key, value in data.items():
-        info = model.model_fields.get(key) if isinstance(key, str) else None
-        if info is None:
-            continue
-        field = f"{section}.{key}" if section else key
-        values = value if isinstance(value, list) else [value]
-        if any(isinstance(v, bool) for v in values) and _numeric_only(info.annotation):
-            raise ConfigError(field, f"expected a number, got {value!r}")
-        sub = info.annotation
-        if isinstance(value, dict) and isinstance(sub, type) and issubclass(sub, BaseModel):
-            _reject_booleans_as_numbers(sub, value, field)
-
+from sgdlab.optim import optimizer_class, schedule_class
+from sgdlab.problems import problem_class
+from sgdlab.rng import STREAM_NAMES, Streams
+from sgdlab.validation import validate_section
 
 #: bumped whenever the same config would give different results (engine or component
 #: changes), so that stores never serve runs computed by older code as current ones
@@ -134,16 +54,10 @@ def _normalize(value: Any) -> Any:
 def _component(section: str, named: NamedSection) -> dict[str, Any]:
     """A named section validated by its component, with the component's defaults filled in."""
     if section == "problem":
-        from sgdlab.problems import problem_class
-
         params_model = problem_class(named.name).Params
     elif section == "optimizer":
-        from sgdlab.optim import optimizer_class
-
         params_model = optimizer_class(named.name).Params
     else:
-        from sgdlab.optim import schedule_class
-
         params_model = schedule_class(named.name).Params
     dumped = validate_section(params_model, named.params(), section).model_dump(mode="json")
     if section == "optimizer":
@@ -245,6 +159,17 @@ class RunConfig(_Section):
             data["batch"]["size"] = None  # ignored by full-batch sampling
         return data
 
+    def make_streams(self, entropy: int | str | None = None) -> Streams:
+        """The run's named random streams: the one place a config becomes a :class:`Streams`.
+
+        Args:
+            entropy: the root entropy a stored run actually used (``RunResult.seed_entropy``,
+                the store's ``seed_entropy``); ``None`` uses the config's ``seed`` (a ``None``
+                seed then draws fresh OS entropy, which the streams record).
+        """
+        root = self.seed if entropy is None else int(entropy)
+        return Streams(root, seeds=self.streams.seeds, off=frozenset(self.streams.off))
+
     def hash(self) -> str:
         """Stable SHA-256 (16 hex digits) of :meth:`canonical` and :data:`HASH_VERSION`."""
         canonical = self.canonical()
@@ -254,9 +179,6 @@ class RunConfig(_Section):
             payload["data_files"] = [_file_digest(Path(f)) for f in files if f]
         blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-_SECTION_KEYS = list(RunConfig.model_fields)
 
 
 def _file_digest(path: Path) -> str:

@@ -15,14 +15,14 @@ What it records (step t counts calls to :meth:`Monitor.step`):
   (‖∇L‖₂ read from the parameters' ``.grad``, i.e. the gradient this step used), ``lr``
   (read from the optimizer; ``lr/group<i>`` for further parameter groups);
 * every ``noise_every`` steps, one extra forward/backward on the same batch through
-  :func:`sgdlab.measure.noise_stats` at the parameters *after* the optimizer step:
+  :func:`sgdlab.measure.noise.stats` at the parameters *after* the optimizer step:
   ``trace_cov`` tr Σ̂ (per-sample gradient covariance, loss with ``reduction="mean"``),
   ``trace_cov_se``, ``grad_norm_sq`` |ḡ|², ``b_simple`` = tr Σ̂ / (|ḡ|² − tr Σ̂/b) (bias-
   corrected; from *this batch alone*, so noisy from one measurement to the next),
   ``noise_scale`` (the McCandlish et al. 2018 two-batch estimator of the same B_simple,
   smoothed by bias-corrected EMAs over the run: the value to act on, and the one
   :meth:`Monitor.advice` uses), ``mean_gsnr`` and ``temperature``
-  T = η/(1−m)·(tr Σ/d)/(2b) (convention of :mod:`sgdlab.measure.thermal`).
+  T = η/(1−m)·(tr Σ/d)/(2b) (convention of :mod:`sgdlab.measure.noise.thermal`).
 
 It never changes the trajectory: the extra pass runs under ``torch.random.fork_rng`` (the
 global RNG state is restored, so the user's dropout masks are unchanged), and the model's
@@ -90,7 +90,7 @@ class Monitor:
             raise ValueError(f"every must be ≥ 1, got {every}")
         if noise_every < 0:
             raise ValueError(f"noise_every must be ≥ 0 (0 = off), got {noise_every}")
-        from sgdlab.measure.noise_scale import NoiseScaleEstimator
+        from sgdlab.measure.noise.scale import NoiseScaleEstimator
 
         self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
         self.every, self.noise_every = every, noise_every
@@ -220,8 +220,8 @@ class Monitor:
         self.t += 1
 
     def _record_noise(self, inputs: Tensor | tuple[Tensor, ...], targets: Tensor | None) -> None:
-        from sgdlab.measure.noise_stats import gradient_noise
-        from sgdlab.measure.thermal import temperature
+        from sgdlab.measure.noise.stats import gradient_noise
+        from sgdlab.measure.noise.thermal import temperature
 
         x = tuple(inputs) if isinstance(inputs, tuple | list) else (inputs,)
         b = int(x[0].shape[0])

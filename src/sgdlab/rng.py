@@ -126,6 +126,27 @@ class Streams:
         }
 
 
+def as_generator(seed: int | torch.Generator = 0) -> torch.Generator:
+    """The one helper that turns a ``seed``/``generator`` argument into a torch generator.
+
+    Every library function that draws takes such an argument with its default visible in its
+    signature (``generator: torch.Generator | int = 0``) and calls this: an ``int`` seeds a
+    fresh CPU generator (the same draws on every call), a ``torch.Generator`` is used as given
+    (its state advances, so successive calls draw fresh numbers). torch's global RNG is never
+    used.
+
+    Example:
+        >>> g = as_generator(3)
+        >>> bool(torch.equal(torch.rand(2, generator=g), torch.rand(2, generator=as_generator(3))))
+        True
+    """
+    if isinstance(seed, torch.Generator):
+        return seed
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"expected an int seed or a torch.Generator, got {type(seed).__name__}")
+    return torch.Generator().manual_seed(seed)
+
+
 def forked_global_rng(tensors: Iterable[torch.Tensor]) -> contextlib.AbstractContextManager:
     """``torch.random.fork_rng`` over the CPU and every CUDA device holding one of ``tensors``:
     work done inside (an instrument's extra pass) leaves the user's global RNG state as it

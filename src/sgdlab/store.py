@@ -71,7 +71,7 @@ def default_store_path() -> Path:
 def _versions() -> dict[str, str]:
     import torch
 
-    from sgdlab import __version__
+    from sgdlab._version import __version__
 
     return {
         "sgdlab_version": __version__,

@@ -9,7 +9,6 @@ with a "did you mean" suggestion for unknown names and keys.
 
 from __future__ import annotations
 
-import difflib
 from typing import Any
 
 import torch
@@ -31,6 +30,7 @@ from sgdlab.optim.schedules import (
     Polynomial,
     Step,
 )
+from sgdlab.validation import unknown_name, validate_section
 
 __all__ = [
     "OPTIMIZERS",
@@ -75,15 +75,6 @@ _BOUNDS: dict[str, dict[str, Any]] = {
 }
 
 
-def unknown_name(kind: str, section: str, name: object, known: dict[str, Any]) -> ConfigError:
-    """A :class:`ConfigError` for an unknown component name, with a difflib suggestion."""
-    hint = difflib.get_close_matches(str(name), known, n=1)
-    extra = f" (did you mean {hint[0]!r}?)" if hint else ""
-    return ConfigError(
-        f"{section}.name", f"unknown {kind} {name!r}{extra}; built-in: {', '.join(known)}"
-    )
-
-
 def optimizer_class(name: str) -> type:
     """The rule class registered as ``name``; a :class:`ConfigError` with a suggestion otherwise."""
     if name not in OPTIMIZERS:
@@ -118,8 +109,6 @@ def build_optimizer(
         >>> rule.name, lr0.tolist(), rule.momentum.tolist()
         ('momentum', [0.1, 0.1, 0.2, 0.2], [0.9, 0.9, 0.9, 0.9])
     """
-    from sgdlab.config import validate_section
-
     if not isinstance(params, dict):
         raise ConfigError("optimizer", f"must be a mapping with a 'name' key, got {params!r}")
     data = dict(params)
@@ -169,8 +158,6 @@ def build_schedule(params: dict[str, Any] | None, total_steps: int) -> Schedule:
         >>> s(2)
         0.5
     """
-    from sgdlab.config import validate_section
-
     if params is None:
         params = {"name": "constant"}
     if not isinstance(params, dict):

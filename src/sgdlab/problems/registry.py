@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import difflib
 from typing import Any
 
 import torch
 
-from sgdlab.errors import ConfigError
 from sgdlab.problems.base import Problem
 from sgdlab.rng import Streams
+from sgdlab.validation import unknown_name, validate_section
 
 PROBLEMS: dict[str, type[Problem]] = {}
 
@@ -22,14 +21,9 @@ def register(cls: type[Problem]) -> type[Problem]:
 
 def problem_class(name: str) -> type[Problem]:
     """The class registered as ``name``; a :class:`ConfigError` with a suggestion otherwise."""
-    try:
-        return PROBLEMS[name]
-    except KeyError:
-        hint = difflib.get_close_matches(name, PROBLEMS, n=1)
-        extra = f" (did you mean {hint[0]!r}?)" if hint else ""
-        raise ConfigError(
-            "problem.name", f"unknown problem {name!r}{extra}; built-in: {', '.join(PROBLEMS)}"
-        ) from None
+    if name not in PROBLEMS:
+        raise unknown_name("problem", "problem", name, PROBLEMS)
+    return PROBLEMS[name]
 
 
 def build_problem(
@@ -45,8 +39,6 @@ def build_problem(
         >>> p.dim
         4
     """
-    from sgdlab.config import validate_section
-
     cls = problem_class(name)
     validated = validate_section(cls.Params, params or {}, "problem")
     return cls(validated, streams or Streams(0), dtype)

@@ -5,7 +5,7 @@ end points of an interpolation), writes it as PNG and SVG when given a path stem
 and returns the paths written.
 
 Example:
-    >>> from sgdlab.measure.landscape import LossLine
+    >>> from sgdlab.measure.curvature.landscape import LossLine
     >>> line = LossLine(np.linspace(-1, 1, 5), np.linspace(-1, 1, 5) ** 2)
     >>> paths = plot_loss_line(line, "/tmp/line")  # doctest: +SKIP
 """
@@ -22,8 +22,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from sgdlab.measure.landscape import LossLine, LossSurface
-from sgdlab.measure.spectrum import SpectralDensity
+from sgdlab.measure.curvature.landscape import LossLine, LossSurface
+from sgdlab.measure.curvature.spectrum import SpectralDensity
 
 FORMATS = ("png", "svg")
 

@@ -94,7 +94,7 @@ def _probe_generator(streams: Streams, info: dict[str, Any], k: int) -> torch.Ge
 
 
 def _objective(problem: Problem):
-    from sgdlab.measure.objective import FunctionObjective
+    from sgdlab.measure.curvature.objective import FunctionObjective
 
     return FunctionObjective.from_batched(problem.objective)
 
@@ -110,7 +110,7 @@ def sharpness_of_run(
 ) -> list[dict[str, Any]]:
     """λ_max, tr H, ε-, ρ- and adaptive sharpness of F at each chain's final parameters;
     stored as measurements ``sharpness/<name>``. Returns one dict per chain."""
-    from sgdlab.measure.sharpness_measures import sharpness
+    from sgdlab.measure.curvature.sharpness import sharpness
 
     with _open(store_path) as db:
         info = db.run(run_id)
@@ -173,7 +173,7 @@ def landscape_of_run(
     the first two chains. Figures (PNG and SVG) go to ``out`` (default: ``figures/`` beside
     the store); the rise of F at the ends of the 1-D slice and the interpolation barrier
     max_{α∈[0,1]} F((1−α)w_a + αw_b) − max(F(w_a), F(w_b)) are stored as measurements."""
-    from sgdlab.measure.landscape import (
+    from sgdlab.measure.curvature.landscape import (
         interpolation_slice,
         line_slice,
         random_direction,

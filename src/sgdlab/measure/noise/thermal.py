@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sgdlab.measure.noise_stats import NoiseStats
+from sgdlab.measure.noise.stats import NoiseStats
 from sgdlab.theory.langevin import sgd_temperature
 
 CONVENTION = "dw = -grad F dt + sqrt(2T) dW, p(w) ∝ exp(-F/T); T = lr/(1-m) * (tr Σ/d) / (2b)"
@@ -51,7 +51,7 @@ def temperature(
     Args:
         lr: step size η.
         batch_size: minibatch size b.
-        noise: a :class:`~sgdlab.measure.noise_stats.NoiseStats` (uses its unbiased
+        noise: a :class:`~sgdlab.measure.noise.stats.NoiseStats` (uses its unbiased
             ``trace_sigma`` and finite-population formulas) or the value of tr Σ.
         momentum: heavy-ball momentum m in [0, 1).
         dim: d, the number of parameters; required with a float ``noise``, defaults to the

@@ -25,7 +25,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from sgdlab.measure.per_sample import PerSampleStats
+from sgdlab.measure.noise.per_sample import PerSampleStats
 
 
 def two_batch_estimates(
@@ -116,7 +116,7 @@ class NoiseScaleEstimator:
         self.update_from_microbatches(local_norms_sq, local_batch, global_norm_sq)
 
     def update_from_per_sample(self, stats: PerSampleStats) -> None:
-        """Micro-batches of size 1 from :func:`~sgdlab.measure.per_sample.per_sample_stats`
+        """Micro-batches of size 1 from :func:`~sgdlab.measure.noise.per_sample.per_sample_stats`
         (no extra backward pass): mean |g_i|² at b = 1 against |ḡ|² at b = n."""
         big = float(sum((m * m).sum() for m in stats.mean().values()))
         self.update(float(stats.total_norm_sq().mean()), big, 1, stats.n)

@@ -1,9 +1,9 @@
 """Sharpness of a point w: curvature and worst-case loss increase in a neighbourhood.
 
-Measures (all on the mean-reduced loss L of :mod:`sgdlab.measure.hvp`):
+Measures (all on the mean-reduced loss L of :mod:`sgdlab.measure.curvature.hvp`):
 
-* **λ_max** of ∇²L(w) by Lanczos (:func:`~sgdlab.measure.eigs.hessian_eigs`) and
-  **tr ∇²L(w)** by Hutchinson (:func:`~sgdlab.measure.trace.hessian_trace`).
+* **λ_max** of ∇²L(w) by Lanczos (:func:`~sgdlab.measure.curvature.eigs.hessian_eigs`) and
+  **tr ∇²L(w)** by Hutchinson (:func:`~sgdlab.measure.curvature.trace.hessian_trace`).
 * **ε-sharpness** (Keskar et al. 2017, Metric 2.1, full space A = I): with the box
   C_ε = {δ : |δ_j| ≤ ε(|w_j| + 1)},
 
@@ -43,8 +43,8 @@ import torch
 from scipy.optimize import minimize
 from torch import Tensor, nn
 
-from sgdlab.measure.eigs import lanczos
-from sgdlab.measure.hvp import (
+from sgdlab.measure.curvature.eigs import lanczos
+from sgdlab.measure.curvature.hvp import (
     HessianOperator,
     HvpMethod,
     LossFn,
@@ -53,7 +53,8 @@ from sgdlab.measure.hvp import (
     Objective,
     as_objective,
 )
-from sgdlab.measure.trace import hessian_trace
+from sgdlab.measure.curvature.trace import hessian_trace
+from sgdlab.rng import as_generator
 
 ALL_MEASURES = ("lambda_max", "trace", "epsilon", "rho", "asam")
 
@@ -76,10 +77,6 @@ class AscentResult:
     n_hvp: int = 0
 
 
-def _generator(generator: torch.Generator | None) -> torch.Generator:
-    return generator if generator is not None else torch.Generator().manual_seed(0)
-
-
 def _signs(v: Tensor, generator: torch.Generator) -> Tensor:
     """sign(v) with random ±1 where v = 0."""
     rand = torch.randint(0, 2, v.shape, generator=generator).to(v) * 2 - 1
@@ -94,7 +91,7 @@ def epsilon_sharpness(
     maxiter: int = 50,
     directions: Sequence[Tensor] = (),
     n_random_starts: int = 0,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | int = 0,
 ) -> AscentResult:
     """Keskar et al. (2017) ε-sharpness of ``fn`` at the flat point ``w`` (module docstring).
 
@@ -105,7 +102,7 @@ def epsilon_sharpness(
         directions: extra starts at the box vertices ε(|w|+1)⊙sign(direction).
         n_random_starts: extra starts at random vertices (from ``generator``).
     """
-    obj, gen = as_objective(fn), _generator(generator)
+    obj, gen = as_objective(fn), as_generator(generator)
     w = w.detach()
     bound = (epsilon * (w.abs() + 1)).cpu().numpy().astype(np.float64)
     loss0, g0 = obj.value_and_grad(w)
@@ -152,7 +149,7 @@ def rho_sharpness(
     curvature_start: bool = True,
     lanczos_tol: float = 1e-3,
     n_random_starts: int = 0,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | int = 0,
     method: HvpMethod = "double_backward",
 ) -> AscentResult:
     """SAM ρ-sharpness max_{‖δ/s‖₂ ≤ ρ} L(w + δ) − L(w) (``scale`` s; ``None``: s = 1).
@@ -162,7 +159,7 @@ def rho_sharpness(
     eigenvector of diag(s) H diag(s) (``curvature_start``, Lanczos to ``lanczos_tol``); the given
     ``directions`` (in δ space); ``n_random_starts`` random directions.
     """
-    obj, gen = as_objective(fn), _generator(generator)
+    obj, gen = as_objective(fn), as_generator(generator)
     w = w.detach()
     s = torch.ones_like(w) if scale is None else scale.to(w)
     loss0, g0 = obj.value_and_grad(w)
@@ -277,7 +274,7 @@ def sharpness(
     trace_rel_se: float = 0.05,
     trace_max_probes: int = 200,
     ascent_steps: int = 20,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | int = 0,
     chunk_size: int | None = None,
     mode: Mode = "eval",
     method: HvpMethod = "double_backward",
@@ -298,7 +295,7 @@ def sharpness(
     unknown = set(measures) - set(ALL_MEASURES)
     if unknown:
         raise ValueError(f"unknown measures {sorted(unknown)}; choose from {ALL_MEASURES}")
-    gen = _generator(generator)
+    gen = as_generator(generator)
     if isinstance(model, nn.Module):
         if loss_fn is None or inputs is None or targets is None:
             raise ValueError("a model needs loss_fn, inputs and targets")

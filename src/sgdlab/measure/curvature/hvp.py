@@ -2,7 +2,7 @@
 
 :class:`HessianOperator` wraps v ↦ H v for the Hessian of a model's mean-reduced loss over a
 batch or a whole dataset (accumulated over chunks: L = Σ_c (n_c/N) loss_fn(model(x_c), y_c),
-see :mod:`sgdlab.measure.objective`), of a scalar function of a flat vector, or of a dense
+see :mod:`sgdlab.measure.curvature.objective`), of a scalar function of a flat vector, or of a dense
 matrix, and counts the products it computes. The product is by double backward,
 H v = ∇(∇L · v) (Pearlmutter 1994), or by forward-over-reverse,
 H v = ``torch.func.jvp(torch.func.grad(L), (w,), (v,))``; the model runs in eval mode by
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from sgdlab.measure.objective import (
+from sgdlab.measure.curvature.objective import (
     FunctionObjective,
     HvpMethod,
     LossFn,

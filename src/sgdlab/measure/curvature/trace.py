@@ -28,7 +28,8 @@ import torch
 from scipy import stats
 from torch import Tensor
 
-from sgdlab.measure.hvp import HvpMethod, LossFn, Mode, hessian_operator
+from sgdlab.measure.curvature.hvp import HvpMethod, LossFn, Mode, hessian_operator
+from sgdlab.rng import as_generator
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ def hessian_trace(
     abs_se: float = 0.0,
     max_probes: int = 1000,
     min_probes: int = 10,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | int = 0,
     dim: int | None = None,
     chunk_size: int | None = None,
     mode: Mode = "eval",
@@ -83,12 +84,12 @@ def hessian_trace(
 
     Args:
         model: an ``nn.Module`` with ``loss_fn``, ``inputs``, ``targets`` (Hessian of the
-            mean loss), a :class:`~sgdlab.measure.hvp.HessianOperator`, a dense tensor or a
-            matvec callable (with ``dim``).
+            mean loss), a :class:`~sgdlab.measure.curvature.hvp.HessianOperator`, a dense tensor
+            or a matvec callable (with ``dim``).
         rel_se: stop when SE ≤ rel_se·|estimate| + abs_se (``None``: use all ``max_probes``).
         abs_se: absolute part of the target, for traces near zero.
         max_probes, min_probes: probe budget and the minimum before testing the target.
-        generator: source of the probes (``None``: a fixed seed-0 generator).
+        generator: source of the probes: a generator, or an int seed (default 0).
 
     Example:
         >>> H = torch.diag(torch.tensor([3.0, 1.0], dtype=torch.float64))
@@ -98,8 +99,7 @@ def hessian_trace(
     op = hessian_operator(
         model, loss_fn, inputs, targets, dim=dim, chunk_size=chunk_size, mode=mode, method=method
     )
-    if generator is None:
-        generator = torch.Generator().manual_seed(0)
+    generator = as_generator(generator)
     start = op.n_hvp
     samples: list[float] = []
     converged = False

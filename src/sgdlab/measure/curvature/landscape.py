@@ -15,7 +15,7 @@ al.'s code instead copies the weights there). This makes the slice invariant to 
 per-filter rescalings that ReLU/BatchNorm networks allow, so slices of different networks can
 be compared.
 
-Model slices are evaluated with :class:`~sgdlab.measure.hvp.ModelObjective` (the model's
+Model slices are evaluated with :class:`~sgdlab.measure.curvature.hvp.ModelObjective` (the model's
 parameters are never modified). Flat-parameter slices take any loss of a flat vector; with
 ``vectorized=True`` the loss takes a stack ``W [K, d] -> [K]`` — a built-in problem's
 ``objective`` — and a whole 2-D grid is evaluated in one call with the grid points as K.
@@ -31,8 +31,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from sgdlab.measure.eigs import hessian_eigs
-from sgdlab.measure.hvp import LossFn, Mode, ModelObjective
+from sgdlab.measure.curvature.eigs import hessian_eigs
+from sgdlab.measure.curvature.hvp import LossFn, Mode, ModelObjective
 
 Ignore = Literal["biasbn"] | None
 Normalization = Literal["filter", "unit"] | None
@@ -322,13 +322,14 @@ def loss_eigen_slice(
     alphas: np.ndarray | Sequence[float] | None = None,
     betas: np.ndarray | Sequence[float] | None = None,
     tol: float = 1e-4,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | int = 0,
     accuracy: bool = False,
     chunk_size: int | None = None,
     mode: Mode = "eval",
 ) -> LossLine | LossSurface:
     """Slice along the top Hessian eigenvector (``k=1``: a line) or the top two (``k=2``: a
-    plane), unit-norm eigenvectors from :func:`~sgdlab.measure.eigs.hessian_eigs`."""
+    plane), unit-norm eigenvectors from :func:`~sgdlab.measure.curvature.eigs.hessian_eigs`
+    (``generator``: its Lanczos start, a generator or an int seed)."""
     if k not in (1, 2):
         raise ValueError("k must be 1 (a line) or 2 (a plane)")
     eig = hessian_eigs(

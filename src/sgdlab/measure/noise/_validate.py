@@ -1,6 +1,6 @@
 """First-use validation of the per-sample fast path for a (model, loss) pair (private).
 
-The fast path of :mod:`sgdlab.measure.per_sample` rests on two assumptions that one batch's
+The fast path of :mod:`sgdlab.measure.noise.per_sample` rests on two assumptions that one batch's
 backward pass cannot reveal:
 
 1. **The loss is the plain mean of per-sample losses**, L = (1/B) Σ_i ℓ_i (no class weights,
@@ -39,8 +39,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from sgdlab.measure._per_sample_layers import _rtol, fast_kind
-from sgdlab.measure._per_sample_vmap import LossFn, call_loss, trainable
+from sgdlab.measure.noise._layers import _rtol, fast_kind
+from sgdlab.measure.noise._vmap import LossFn, call_loss, trainable
 from sgdlab.rng import forked_global_rng
 
 #: cached validations per model (the least recently used is dropped beyond this)

@@ -25,7 +25,7 @@ losses (no class weights, no ``ignore_index``, not ``reduction="sum"``), samples
 interact (no BatchNorm in train mode: that raises), and in train mode stochastic layers
 (dropout) draw from torch's global RNG as in the user's own step; the vmap fallback draws its
 own masks (``randomness="different"``). The first time a model is measured with a loss and an
-input signature, a sub-batch check (:mod:`sgdlab.measure._per_sample_validate`) refuses a loss
+input signature, a sub-batch check (:mod:`sgdlab.measure.noise._validate`) refuses a loss
 that is not the plain mean and sends to the fallback any supported layer whose dim 0 is not
 the sample (a sequence-first ``[T, B, I]`` input, samples merged with positions).
 
@@ -46,9 +46,9 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from sgdlab.measure import _per_sample_layers as L
-from sgdlab.measure._per_sample_validate import modules_to_fall_back
-from sgdlab.measure._per_sample_vmap import (
+from sgdlab.measure.noise import _layers as L
+from sgdlab.measure.noise._validate import modules_to_fall_back
+from sgdlab.measure.noise._vmap import (
     Inputs,
     LossFn,
     accumulate_grads,

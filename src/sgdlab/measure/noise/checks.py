@@ -19,7 +19,7 @@ import torch
 from scipy import stats as sps
 from torch import Tensor, nn
 
-from sgdlab.measure.per_sample import Inputs, LossFn
+from sgdlab.measure.noise.per_sample import Inputs, LossFn
 
 
 @dataclass(frozen=True)
@@ -157,7 +157,7 @@ def gradcheck(
 
     Args:
         model, loss_fn, inputs, targets: as for
-            :func:`~sgdlab.measure.noise_stats.gradient_noise`.
+            :func:`~sgdlab.measure.noise.stats.gradient_noise`.
         eps: finite-difference step.
         n_coords: coordinates per parameter.
         generator: draws the coordinates.

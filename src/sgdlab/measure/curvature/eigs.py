@@ -43,7 +43,8 @@ import torch
 from scipy.linalg import eigh_tridiagonal
 from torch import Tensor
 
-from sgdlab.measure.hvp import HessianOperator, HvpMethod, LossFn, Mode, hessian_operator
+from sgdlab.measure.curvature.hvp import HessianOperator, HvpMethod, LossFn, Mode, hessian_operator
+from sgdlab.rng import as_generator
 
 Which = Literal["largest", "smallest", "both"]
 
@@ -80,12 +81,11 @@ class EigResult:
 
 
 def random_unit_vector(
-    dim: int, dtype: torch.dtype, device: torch.device, generator: torch.Generator | None
+    dim: int, dtype: torch.dtype, device: torch.device, generator: torch.Generator | int = 0
 ) -> Tensor:
-    """A Gaussian direction from ``generator`` normalized to ‖v‖ = 1 (``None``: a fixed
-    seed-0 generator, never torch's global RNG)."""
-    if generator is None:
-        generator = torch.Generator().manual_seed(0)
+    """A Gaussian direction from ``generator`` (a generator or an int seed, see
+    :func:`sgdlab.rng.as_generator`) normalized to ‖v‖ = 1."""
+    generator = as_generator(generator)
     v = torch.randn(dim, generator=generator, dtype=torch.float64).to(dtype=dtype, device=device)
     return v / v.norm()
 
@@ -117,7 +117,7 @@ def lanczos_tridiagonal(
     v0: Tensor,
     num_steps: int,
     *,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | int = 0,
     restart: bool = True,
     stop: Callable[[np.ndarray, np.ndarray], bool] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, Tensor]:
@@ -139,8 +139,7 @@ def lanczos_tridiagonal(
     """
     dim = v0.numel()
     num_steps = min(num_steps, dim)
-    if generator is None:
-        generator = torch.Generator().manual_seed(0)
+    generator = as_generator(generator)
     V = torch.zeros(num_steps, dim, dtype=v0.dtype, device=v0.device)
     V[0] = v0 / v0.norm()
     alpha: list[float] = []
@@ -180,7 +179,7 @@ def lanczos(
     tol: float = 1e-4,
     max_iter: int | None = None,
     *,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | int = 0,
     bound: Literal["residual", "gap"] = "residual",
     atol: float = 0.0,
     v0: Tensor | None = None,
@@ -199,8 +198,7 @@ def lanczos(
     k = min(k, d)
     need = min(d, 2 * k if which == "both" else k)
     max_iter = min(d, max_iter or max(300, 20 * k))
-    if generator is None:
-        generator = torch.Generator().manual_seed(0)
+    generator = as_generator(generator)
     start = op.n_hvp
     history: list[float] = []
     state: dict[str, Any] = {"converged": False}
@@ -254,7 +252,7 @@ def hessian_eigs(
     which: Which = "largest",
     tol: float = 1e-4,
     max_iter: int | None = None,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | int = 0,
     bound: Literal["residual", "gap"] = "residual",
     atol: float = 0.0,
     dim: int | None = None,
@@ -266,16 +264,18 @@ def hessian_eigs(
 
     Args:
         model: an ``nn.Module`` (with ``loss_fn``, ``inputs``, ``targets``: the Hessian of the
-            mean loss over them, see :mod:`sgdlab.measure.hvp`), or a :class:`HessianOperator`,
-            a dense symmetric tensor (e.g. ``problem.hessian(w)``) or a matvec callable (``dim``).
+            mean loss over them, see :mod:`sgdlab.measure.curvature.hvp`), or a
+            :class:`HessianOperator`, a dense symmetric tensor (e.g. ``problem.hessian(w)``) or a
+            matvec callable (``dim``).
         k: number of eigenvalues at each wanted end.
         which: ``"largest"`` (sharpness), ``"smallest"`` (most negative curvature: saddles) or
             ``"both"``.
         tol: relative error bound: each returned λ is within tol·|λ| + atol of an eigenvalue.
         max_iter: maximum Krylov dimension (= number of HVPs).
-        generator: start vector (``None``: a fixed seed-0 generator, never torch's global RNG).
+        generator: start vector: a generator, or an int seed (default 0; see
+            :func:`sgdlab.rng.as_generator`).
         bound: ``"residual"`` (rigorous Weyl bound r) or ``"gap"`` (estimate min(r, r²/gap)).
-        dim, chunk_size, mode, method: see :func:`sgdlab.measure.hvp.hessian_operator`.
+        dim, chunk_size, mode, method: see :func:`sgdlab.measure.curvature.hvp.hessian_operator`.
 
     Example:
         >>> H = torch.diag(torch.tensor([3.0, 1.0, -2.0], dtype=torch.float64))
@@ -294,7 +294,7 @@ def power_iteration(
     max_iter: int = 1000,
     *,
     rule: Literal["relative_change", "residual"] = "relative_change",
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | int = 0,
     dim: int | None = None,
 ) -> EigResult:
     """Dominant eigenpair (largest |λ|) by power iteration, the PyHessian reference.

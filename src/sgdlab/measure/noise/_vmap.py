@@ -1,4 +1,4 @@
-"""vmap fallback and shared helpers of :mod:`sgdlab.measure.per_sample` (private).
+"""vmap fallback and shared helpers of :mod:`sgdlab.measure.noise.per_sample` (private).
 
 The fallback computes per-sample gradients g_i = ∇ℓ_i with ``torch.func``:
 ``vmap(grad(ℓ))`` over samples, where ℓ(params, x_i, y_i) = loss_fn(functional_call(model,
@@ -6,7 +6,7 @@ params, x_i[None]), y_i[None]) is the mean loss of a batch of one, so no rescali
 Samples are processed in chunks to bound the memory of the materialized gradients.
 
 Also here: the references :func:`per_sample_grads` (``method="loop"``: one backward pass per
-sample; ``"vmap"``), re-exported by :mod:`sgdlab.measure.per_sample`.
+sample; ``"vmap"``), re-exported by :mod:`sgdlab.measure.noise.per_sample`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
-from sgdlab.measure import _per_sample_layers as L
+from sgdlab.measure.noise import _layers as L
 from sgdlab.rng import forked_global_rng
 
 Inputs = Tensor | tuple[Tensor, ...]

@@ -1,10 +1,11 @@
 """Gradient-noise statistics of a model on a set of samples: tr Σ, |ḡ|², B_simple, GSNR.
 
-Conventions (see :mod:`sgdlab.measure.per_sample` for the reduction): ``loss_fn`` is a mean over
-the batch, g_i = ∇ℓ_i is the per-sample gradient at full (per-sample) scale, ḡ = (1/n) Σ g_i,
-and Σ is the covariance of g under the distribution the n samples come from. The minibatch
-gradient g_b (mean of b per-sample gradients) has noise ζ = g_b − ∇F with covariance Σ/b
-(sampling with replacement) or Σ/b · (N − b)/(N − 1) (without replacement from N samples).
+Conventions (see :mod:`sgdlab.measure.noise.per_sample` for the reduction): ``loss_fn`` is a
+mean over the batch, g_i = ∇ℓ_i is the per-sample gradient at full (per-sample) scale,
+ḡ = (1/n) Σ g_i, and Σ is the covariance of g under the distribution the n samples come
+from. The minibatch gradient g_b (mean of b per-sample gradients) has noise ζ = g_b − ∇F
+with covariance Σ/b (sampling with replacement) or Σ/b · (N − b)/(N − 1) (without
+replacement from N samples).
 
 Estimators (n samples):
 
@@ -37,7 +38,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from sgdlab.measure.per_sample import Inputs, LossFn, PerSampleStats, per_sample_stats
+from sgdlab.measure.noise.per_sample import Inputs, LossFn, PerSampleStats, per_sample_stats
 
 
 @dataclass(frozen=True)
@@ -195,7 +196,7 @@ def gradient_noise(
 ) -> NoiseStats:
     """Measure gradient noise (tr Σ, per-parameter variance, |ḡ|², B_simple, GSNR) on n samples.
 
-    Per-sample gradients come from :func:`sgdlab.measure.per_sample.per_sample_stats` (fast
+    Per-sample gradients come from :func:`sgdlab.measure.noise.per_sample.per_sample_stats` (fast
     path for Linear/Conv/Embedding layers, vmap fallback for the rest). The model's modes and
     ``.grad`` are restored and no hook is left behind.
 

@@ -1,4 +1,5 @@
-"""Per-layer kernels of the per-sample fast path (private to :mod:`sgdlab.measure.per_sample`).
+"""Per-layer kernels of the per-sample fast path (private to
+:mod:`sgdlab.measure.noise.per_sample`).
 
 Every supported layer is reduced to one of two forms, with the per-sample output gradients
 ``d`` already scaled to per-sample gradients (``d = B · ∂L/∂z`` for a mean-reduced loss L):

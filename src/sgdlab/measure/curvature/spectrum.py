@@ -25,8 +25,9 @@ import torch
 from scipy.linalg import eigh_tridiagonal
 from torch import Tensor
 
-from sgdlab.measure.eigs import lanczos_tridiagonal, random_unit_vector
-from sgdlab.measure.hvp import HvpMethod, LossFn, Mode, hessian_operator
+from sgdlab.measure.curvature.eigs import lanczos_tridiagonal, random_unit_vector
+from sgdlab.measure.curvature.hvp import HvpMethod, LossFn, Mode, hessian_operator
+from sgdlab.rng import as_generator
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ def spectral_density(
     sigma: float | None = None,
     sigma_frac: float = 0.01,
     grid: np.ndarray | None = None,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | int = 0,
     dim: int | None = None,
     chunk_size: int | None = None,
     mode: Mode = "eval",
@@ -88,11 +89,11 @@ def spectral_density(
 
     Args:
         model: an ``nn.Module`` with ``loss_fn``, ``inputs``, ``targets``, or anything
-            :func:`~sgdlab.measure.hvp.hessian_operator` accepts.
+            :func:`~sgdlab.measure.curvature.hvp.hessian_operator` accepts.
         n_runs: R independent Lanczos runs; n_iter: m steps per run (≤ d). Cost: R·m HVPs.
         sigma: kernel width; default ``sigma_frac`` × (max node − min node).
         grid: evaluation points; default ``n_grid`` points over the node range ± 5σ.
-        generator: start vectors (``None``: a fixed seed-0 generator).
+        generator: start vectors: a generator, or an int seed (default 0).
 
     Example:
         >>> H = torch.diag(torch.arange(1.0, 6.0, dtype=torch.float64))
@@ -102,8 +103,7 @@ def spectral_density(
     op = hessian_operator(
         model, loss_fn, inputs, targets, dim=dim, chunk_size=chunk_size, mode=mode, method=method
     )
-    if generator is None:
-        generator = torch.Generator().manual_seed(0)
+    generator = as_generator(generator)
     start = op.n_hvp
     m = min(n_iter, op.dim)
     nodes = np.zeros((n_runs, m))
