@@ -1,6 +1,6 @@
 """`sgdlab sharpness` and `sgdlab landscape` on stored runs (closed forms on the quadratic).
 
-Covers: ``sgdlab.report.run_measures``.
+Covers: ``sgdlab.run_measures`` and ``sgdlab.cli.measure``.
 """
 
 import numpy as np
@@ -96,7 +96,7 @@ def test_interpolation_barrier_uses_the_exact_ends(tmp_path):
     """Two chains settled in the two wells of h(w²−1)², h = 1: F = 0 at both ends and the
     segment crosses w = 0, where F = h. The barrier is exactly h only if F is evaluated at the
     ends themselves (α = 0 and 1), not at the nearest grid points."""
-    from sgdlab.report.run_measures import landscape_of_run
+    from sgdlab.run_measures import landscape_of_run
 
     path = tmp_path / "s.duckdb"
     res = sgdlab.run(

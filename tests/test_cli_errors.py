@@ -1,8 +1,8 @@
 """Bad input and interruptions on the command line: one line naming the field, a non-zero exit,
 no traceback, nothing half-written.
 
-Covers: cli_util (``sgdlab._cli_util``), the option checks of ``sgdlab.cli`` and
-``sgdlab.lab.cli``.
+Covers: ``sgdlab.cli._util`` (util), the option checks of ``sgdlab.cli.runs`` and
+``sgdlab.cli.lab``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 import sgdlab
 from sgdlab.cli import app
-from sgdlab.lab.cli import findings_table
+from sgdlab.cli.lab import findings_table
 from sgdlab.lab.findings import Finding
 from sgdlab.store import Store
 

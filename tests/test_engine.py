@@ -1,6 +1,7 @@
 """The vectorized engine: exact iterates, chain independence, reproducibility, divergence.
 
-Covers: ``sgdlab.engine.runner``, ``sgdlab.engine.probes``, ``sgdlab.engine.result``.
+Covers: ``sgdlab.engine.plan``, ``sgdlab.engine.loop``, ``sgdlab.engine.probes``,
+``sgdlab.engine.recorder``, ``sgdlab.engine.result``, ``sgdlab.api``.
 """
 
 import numpy as np
@@ -8,7 +9,7 @@ import pytest
 import torch
 
 import sgdlab
-from sgdlab.engine.runner import prepare
+from sgdlab.engine import prepare
 
 
 def quad_cfg(**over):

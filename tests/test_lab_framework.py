@@ -1,6 +1,6 @@
 """Lab framework: verdict rules, CIs, executors (bit-identical), store reuse, report, CLI.
 
-Covers: ``sgdlab.lab.session``, ``sgdlab.report.lab_report``, ``sgdlab.lab.executor``.
+Covers: ``sgdlab.lab.session``, ``sgdlab.lab.report``, ``sgdlab.lab.executor``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from sgdlab.cli import app
 from sgdlab.lab import findings as F
 from sgdlab.lab.executor import LocalExecutor, ProcessExecutor
-from sgdlab.lab.findings_store import read_findings, write_findings
+from sgdlab.lab.findings import Finding
 from sgdlab.lab.session import run_studies
 from sgdlab.lab.stats import bootstrap_ci, mean_ci, probe_seed, window_mean
 from sgdlab.lab.study import STUDIES, Context, Study, register
@@ -132,10 +132,11 @@ def test_store_reuse_and_outputs(tmp_path):
     assert "| _tiny |" in (tmp_path / "r" / "report.md").read_text()
     with Store(db) as s:
         assert len(s.runs(kind="lab")) == 2
-        got = read_findings(s, "_tiny")
+        got = [Finding.from_dict(d) for d in s.findings("_tiny")]
         assert len(got) == 1 and got[0].claim == TINY_CLAIM
-        write_findings(s, got)  # replaces, does not duplicate
-        assert len(read_findings(s, "_tiny")) == 1
+        assert got[0].to_dict() == o1.findings[0].to_dict()  # the round trip loses nothing
+        s.write_findings([f.to_dict() for f in got])  # replaces, does not duplicate
+        assert len(s.findings("_tiny")) == 1
 
 
 def test_cli_list_and_errors(tmp_path):

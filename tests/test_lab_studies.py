@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 
 from sgdlab.config import load_config
+from sgdlab.lab.findings import Finding
 from sgdlab.lab.session import run_studies
-from sgdlab.lab.study import all_studies
+from sgdlab.lab.studies import all_studies
 
 BUILTIN = ("noise-floor", "schedules", "rates", "efficiency", "oscillation")
 
@@ -75,10 +76,9 @@ def test_every_analysis_runs_at_tiny_settings(tmp_path, monkeypatch):
 
 
 def test_findings_record_their_mode(tmp_path):
-    from sgdlab.lab.findings_store import read_findings
     from sgdlab.store import Store
 
     run_studies(["oscillation"], quick=True, store=tmp_path / "s.duckdb", out=tmp_path)
     with Store(tmp_path / "s.duckdb", read_only=True) as db:
-        found = read_findings(db, "oscillation")
+        found = [Finding.from_dict(d) for d in db.findings("oscillation")]
     assert found and all(f.details["mode"] == "quick" for f in found)

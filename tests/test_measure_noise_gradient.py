@@ -12,8 +12,8 @@ import pytest
 import torch
 from torch import nn
 
-from sgdlab.measure.noise.stats import gradient_noise
 from sgdlab.measure.noise.per_sample import per_sample_grads
+from sgdlab.measure.noise.stats import gradient_noise
 from sgdlab.problems.quadratic import Quadratic, QuadraticParams
 from sgdlab.rng import Streams
 

@@ -8,13 +8,13 @@ import pytest
 import torch
 from torch import nn
 
+from sgdlab.measure.noise.per_sample import per_sample_stats
 from sgdlab.measure.noise.scale import (
     NoiseScaleEstimator,
     b_noise,
     trace_h_sigma,
     two_batch_estimates,
 )
-from sgdlab.measure.noise.per_sample import per_sample_stats
 from sgdlab.problems.quadratic import Quadratic, QuadraticParams
 from sgdlab.rng import Streams
 

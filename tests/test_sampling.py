@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from sgdlab.errors import ConfigError
-from sgdlab.noise.draws import ChainDraws, block_steps, uniform_draws
-from sgdlab.noise.sampling import make_sampler
 from sgdlab.problems import build_problem
 from sgdlab.rng import Streams
+from sgdlab.sources.draws import ChainDraws, block_steps, uniform_draws
+from sgdlab.sources.sampling import make_sampler
 
 
 def finite_quadratic(n=50, d=2):

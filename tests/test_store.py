@@ -103,12 +103,12 @@ def test_killed_run_is_never_complete_and_others_intact(tmp_path, where):
 
 def test_failed_run_marked(tmp_path, monkeypatch):
     path = tmp_path / "s.duckdb"
-    import sgdlab.engine.runner as runner
+    import sgdlab.api as api
 
     def boom(plan, progress=None):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(runner, "execute", boom)
+    monkeypatch.setattr(api, "execute", boom)
     with pytest.raises(RuntimeError):
         sgdlab.run(cfg(), store=path)
     with Store(path, read_only=True) as db:

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from sgdlab._version import __version__
 from sgdlab.advice import Advice, advise
+from sgdlab.api import run
 from sgdlab.config import RunConfig, load_config
 from sgdlab.engine.result import RunResult
-from sgdlab.engine.runner import run
 from sgdlab.errors import ConfigError, SgdlabError, StoreError
 from sgdlab.monitor import Monitor
 from sgdlab.rng import STREAM_NAMES, Streams

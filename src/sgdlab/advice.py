@@ -34,10 +34,12 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from sgdlab.store import Store
 from sgdlab.theory._common import population_noise_traces
 from sgdlab.theory.batch_size import steps_to_target
 
@@ -248,3 +250,31 @@ def advise(
                     )
                 )
     return out
+
+
+#: metrics from which the batch-size advice reads the noise scale
+NOISE_METRICS = ("noise_scale", "noise_b_simple")
+
+
+def advise_stored_run(run_id: str, store_path: Path) -> tuple[list[Advice], bool]:
+    """:func:`advise` on a stored run (engine or Monitor), and whether the run recorded noise
+    statistics (without them there is no batch-size advice)."""
+    with Store(store_path, read_only=True) as db:
+        info = db.run(run_id)
+        metrics = db.metrics(info["run_id"])
+    cfg = info["config"]
+    batch = cfg.get("batch") or {}
+    b = batch.get("size") if batch.get("sampling") != "full" else (info["problem"] or {}).get("n")
+    lr = None
+    with warnings.catch_warnings():  # chains that diverged hold NaN; all of them may
+        warnings.simplefilter("ignore", RuntimeWarning)
+        if "batch_size" in metrics:
+            median = float(np.nanmedian(metrics["batch_size"][1][:, -1]))
+            b = int(median) if np.isfinite(median) else b
+        if "lr" in metrics:
+            median = float(np.nanmedian(metrics["lr"][1][:, -1]))
+            lr = median if np.isfinite(median) else None
+        n = (info["problem"] or {}).get("n")
+        distinct = batch.get("sampling") in ("without_replacement", "full", "auto")
+        items = advise(metrics, batch_size=b, lr=lr, population=n if distinct and n else None)
+    return items, any(name in metrics for name in NOISE_METRICS)

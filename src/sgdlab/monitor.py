@@ -47,6 +47,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from sgdlab.advice import Advice, advise
+from sgdlab.engine.recorder import Recorder
+from sgdlab.measure.noise import NoiseScaleEstimator, gradient_noise, temperature
 from sgdlab.rng import forked_global_rng
 from sgdlab.store import Store, open_store
 
@@ -90,8 +93,6 @@ class Monitor:
             raise ValueError(f"every must be ≥ 1, got {every}")
         if noise_every < 0:
             raise ValueError(f"noise_every must be ≥ 0 (0 = off), got {noise_every}")
-        from sgdlab.measure.noise.scale import NoiseScaleEstimator
-
         self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
         self.every, self.noise_every = every, noise_every
         self.noise_mode, self.population = noise_mode, population
@@ -99,8 +100,7 @@ class Monitor:
         self.run_id = uuid.uuid4().hex[:12]
         self.t = 0
         self.noise_scale = NoiseScaleEstimator(beta=ema_beta)
-        self._steps: dict[str, list[int]] = {}
-        self._values: dict[str, list[float]] = {}
+        self._recorder = Recorder()
         self._store_arg = store
         self._store: Store | None = None
         self._owns_store = False
@@ -159,37 +159,26 @@ class Monitor:
         """Write what was recorded to the store (once) and close it."""
         if self._store is None:
             return
-        self._store.write_run_data(
+        self._store.finish_run(
             self.run_id,
             metrics=self.metrics,
+            steps=self.t,
             wall_seconds=time.perf_counter() - self._start,
             status=status,
+            error=error,
         )
-        if error:
-            self._store.con.execute(
-                "UPDATE runs SET error = ?, steps = ? WHERE run_id = ?",
-                [error[:2000], self.t, self.run_id],
-            )
-        else:
-            self._store.con.execute(
-                "UPDATE runs SET steps = ? WHERE run_id = ?", [self.t, self.run_id]
-            )
         if self._owns_store:
             self._store.close()
         self._store = None
 
     # -------------------------------------------------------------- record
     def _add(self, name: str, value: float) -> None:
-        self._steps.setdefault(name, []).append(self.t)
-        self._values.setdefault(name, []).append(float(value))
+        self._recorder.add(name, self.t, float(value))
 
     @property
     def metrics(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """``name -> (steps [n], values [1, n])``, the engine's layout with one chain."""
-        return {
-            k: (np.asarray(self._steps[k], dtype=np.int64), np.asarray([v], dtype=np.float64))
-            for k, v in self._values.items()
-        }
+        return self._recorder.result()
 
     def _grad_norm(self) -> float:
         total = 0.0
@@ -220,9 +209,6 @@ class Monitor:
         self.t += 1
 
     def _record_noise(self, inputs: Tensor | tuple[Tensor, ...], targets: Tensor | None) -> None:
-        from sgdlab.measure.noise.stats import gradient_noise
-        from sgdlab.measure.noise.thermal import temperature
-
         x = tuple(inputs) if isinstance(inputs, tuple | list) else (inputs,)
         b = int(x[0].shape[0])
         if b < 2:
@@ -264,12 +250,10 @@ class Monitor:
     # ------------------------------------------------------------- summary
     def summary(self) -> dict[str, float]:
         """Last recorded value of every metric."""
-        return {k: v[-1] for k, v in self._values.items() if v}
+        return self._recorder.last()
 
-    def advice(self) -> list[Any]:
+    def advice(self) -> list[Advice]:
         """What to change, from what was measured (:func:`sgdlab.advice.advise`)."""
-        from sgdlab.advice import advise
-
         last = self.summary()
         b = last.get("batch_size")
         return advise(self.metrics, batch_size=None if b is None else int(b), lr=last.get("lr"))

@@ -17,35 +17,11 @@ point), plus the final iterate w_T at step T:
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import Tensor
 
+from sgdlab.engine.recorder import Recorder
 from sgdlab.problems.base import Problem
-
-
-class Recorder:
-    """Accumulates ``[K]`` vectors per metric name at recorded steps."""
-
-    def __init__(self) -> None:
-        self._steps: dict[str, list[int]] = {}
-        self._values: dict[str, list[Tensor]] = {}
-
-    def add(self, name: str, step: int, values: Tensor, dead: Tensor | None = None) -> None:
-        v = values.detach().to(torch.float64).cpu()
-        if dead is not None and bool(dead.any()):
-            v = torch.where(dead.cpu(), torch.full_like(v, float("nan")), v)
-        self._steps.setdefault(name, []).append(step)
-        self._values.setdefault(name, []).append(v)
-
-    def result(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        return {
-            name: (
-                np.asarray(self._steps[name], dtype=np.int64),
-                torch.stack(vals, dim=1).numpy(),
-            )
-            for name, vals in self._values.items()
-        }
 
 
 class ObjectiveProbe:

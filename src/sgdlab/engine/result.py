@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,6 @@ class RunResult:
     wall_seconds: float
     average_params: torch.Tensor | None = None
     store_path: Path | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
 
     @property
     def chains(self) -> int:

@@ -11,7 +11,8 @@ See ``docs/lab.md``.
 from sgdlab.lab.executor import Executor, LocalExecutor, ProcessExecutor
 from sgdlab.lab.findings import Finding, make_finding
 from sgdlab.lab.session import run_studies
-from sgdlab.lab.study import STUDIES, Context, Study, all_studies, register
+from sgdlab.lab.studies import all_studies
+from sgdlab.lab.study import STUDIES, Context, Study, register
 
 __all__ = [
     "STUDIES",

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 import torch
 
+from sgdlab.api import run
 from sgdlab.engine.result import RunResult
 
 Done = Callable[[int, RunResult], None]
@@ -30,8 +31,6 @@ Done = Callable[[int, RunResult], None]
 
 def run_config(config: dict[str, Any], threads: int = 1) -> RunResult:
     """Run one config in memory with ``threads`` torch threads (restored afterwards)."""
-    from sgdlab.engine.runner import run
-
     old = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

@@ -17,23 +17,21 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
 from sgdlab.config import load_config
 from sgdlab.engine.result import RunResult
+from sgdlab.errors import SgdlabError
 from sgdlab.lab.executor import Executor, LocalExecutor
 from sgdlab.lab.findings import Finding
-from sgdlab.lab.study import Context, Study, all_studies
-from sgdlab.store import Store, open_store
+from sgdlab.lab.report import write_report
+from sgdlab.lab.studies import all_studies
+from sgdlab.lab.study import Context, Study
+from sgdlab.store import Store, default_store_path, open_store
 
 DEFAULT_OUT = Path("sgdlab-results") / "report"
 
 
 def _default_out(store: object) -> Path:
     """``report/`` beside the results store (as ``sgdlab show`` puts figures beside it)."""
-    from sgdlab.store import Store, default_store_path
-
     if isinstance(store, Store):
         return store.path.parent / "report"
     if isinstance(store, str | Path):
@@ -57,57 +55,6 @@ class LabOutcome:
     per_study_seconds: dict[str, float] = field(default_factory=dict)
 
 
-def load_run(db: Store, run_id: str) -> RunResult:
-    """A :class:`RunResult` rebuilt from the store (metrics, parameters, divergence)."""
-    info = db.run(run_id)
-    metrics = db.metrics(run_id)
-    final = torch.from_numpy(db.params(run_id, "final"))
-    try:
-        avg = torch.from_numpy(db.params(run_id, "average"))
-    except Exception:
-        avg = None
-    K = final.shape[0]
-    div = np.full(K, -1, dtype=np.int64)
-    for k, s in db.diverged(run_id).items():
-        div[k] = s
-    return RunResult(
-        run_id=run_id,
-        config=info["config"],
-        config_hash=info["config_hash"],
-        metrics=metrics,
-        final_params=final,
-        diverged_at=div,
-        seed_entropy=str(info["seed_entropy"]),
-        wall_seconds=float(info["wall_seconds"] or 0.0),
-        average_params=avg,
-        store_path=db.path,
-        extras={"reused": True},
-    )
-
-
-def store_run(db: Store, result: RunResult, name: str) -> None:
-    """Write an in-memory result to the store as a complete ``lab`` run."""
-    from sgdlab.rng import Streams
-
-    cfg = load_config(result.config)
-    # the entropy the run actually used (a config with seed None drew fresh entropy)
-    streams = Streams(
-        int(result.seed_entropy), seeds=cfg.streams.seeds, off=frozenset(cfg.streams.off)
-    )
-    db.begin_run(
-        result.run_id,
-        kind="lab",
-        name=name,
-        config=result.config,
-        config_hash=result.config_hash,
-        streams=streams.describe(),
-        chains=result.chains,
-        steps=cfg.steps,
-        problem={"name": cfg.problem.name},
-    )
-    db.complete_run(result)
-
-
 def resolve_runs(
     study: Study,
     quick: bool,
@@ -127,7 +74,7 @@ def resolve_runs(
             db.find_complete(loaded.hash()) if db is not None and loaded.seed is not None else None
         )
         if rid is not None:
-            runs[key] = load_run(db, rid)
+            runs[key] = db.load_result(rid)
             reused += 1
         else:
             todo.append((key, cfg))
@@ -138,7 +85,7 @@ def resolve_runs(
 
     def done(i: int, res: RunResult) -> None:
         if db is not None:
-            store_run(db, res, f"{study.name}/{todo[i][0]}")
+            db.save_result(res, kind="lab", name=f"{study.name}/{todo[i][0]}")
         count[0] += 1
         if progress:
             progress("run", study.name, count[0], total)
@@ -171,15 +118,10 @@ def run_studies(
         progress: optional callback ``(event, study, done, total)``.
         use_store: ``False`` runs everything in memory (no reuse, nothing written).
     """
-    from sgdlab.lab.findings_store import write_findings
-    from sgdlab.report.lab_report import write_report
-
     start = time.perf_counter()
     registry = all_studies()
     unknown = [n for n in names if n not in registry]
     if unknown:
-        from sgdlab.errors import SgdlabError
-
         raise SgdlabError(f"unknown study {unknown[0]!r}; studies: {', '.join(registry)}")
     out_dir = Path(out) if out is not None else _default_out(store if use_store else None)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -206,7 +148,7 @@ def run_studies(
             per_study[name] = time.perf_counter() - t0
         session = uuid.uuid4().hex[:12]
         if db is not None:
-            write_findings(db, findings, run_id=session)
+            db.write_findings([f.to_dict() for f in findings], session=session)
     finally:
         if owns and db is not None:
             db.close()

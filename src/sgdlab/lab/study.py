@@ -14,7 +14,7 @@ A study subclasses :class:`Study` and is registered with :func:`register`:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -36,7 +36,6 @@ class Context:
 
     out: Path
     quick: bool
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def figure(self, name: str) -> Path:
         self.out.mkdir(parents=True, exist_ok=True)
@@ -60,11 +59,3 @@ class Study:
                 **kw: Any) -> Finding:
         """:func:`make_finding` with this study's name."""
         return make_finding(self.name, claim, quantity, measured, ci, **kw)
-
-
-def all_studies() -> dict[str, type[Study]]:
-    """The registered studies (importing the built-in ones)."""
-    from sgdlab.lab import studies  # registers the built-ins
-
-    rank = {name: i for i, name in enumerate(studies.ORDER)}
-    return dict(sorted(STUDIES.items(), key=lambda kv: rank.get(kv[0], len(rank))))

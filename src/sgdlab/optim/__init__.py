@@ -1,8 +1,11 @@
 """Functional optimizers over stacked chains, schedules, Robbins–Monro, clipping, scaling.
 
-* Update rules (``W [K, d]``, hyperparameters ``Tensor[K]``): :class:`SGD`, :class:`Momentum`,
-  :class:`Nesterov`, :class:`Adam`, :class:`RMSprop`, :class:`SGLD`; registry
-  :data:`OPTIMIZERS` and :func:`build_optimizer`.
+* Update transforms over ``W [K, d]`` (:mod:`sgdlab.optim.transforms`: clipping, weight
+  decay, momentum, Adam/RMS preconditioning, learning rate, Langevin noise, :func:`chain`).
+* Update rules (hyperparameters ``Tensor[K]``), each a chain of transforms: :class:`SGD`,
+  :class:`Momentum`, :class:`Nesterov`, :class:`Adam`, :class:`RMSprop`, :class:`SGLD`;
+  registry :data:`OPTIMIZERS`, :func:`build_optimizer` and :func:`make_optimizer` (the
+  :class:`Optimizer` a run executes).
 * Schedules ``s(t)`` with closed forms and tails; registry :data:`SCHEDULES` and
   :func:`build_schedule`; :func:`robbins_monro` decides Σ s = ∞, Σ s² < ∞ analytically.
 * :func:`clip_by_global_norm`, :func:`clip_by_value` (per chain) and :func:`scale_lr`.
@@ -20,15 +23,18 @@ Example:
     >>> W, state = rule.update(torch.ones_like(W), state, W, lr0 * sched(0))
 """
 
+from sgdlab.optim import transforms
 from sgdlab.optim.adaptive import Adam, AdamParams, AdamState, RMSprop, RMSpropParams, RMSpropState
-from sgdlab.optim.base import OptimizerParams, UpdateRule
+from sgdlab.optim.base import OptimizerParams, Rule, UpdateRule
 from sgdlab.optim.clipping import clip_by_global_norm, clip_by_value, global_norm
 from sgdlab.optim.perchain import FloatOrList, per_chain
 from sgdlab.optim.registry import (
     OPTIMIZERS,
     SCHEDULES,
+    Optimizer,
     build_optimizer,
     build_schedule,
+    make_optimizer,
     optimizer_class,
     schedule_class,
 )
@@ -36,10 +42,8 @@ from sgdlab.optim.robbins_monro import RobbinsMonroResult, robbins_monro
 from sgdlab.optim.rules import (
     SGD,
     SGLD,
-    EmptyState,
     Momentum,
     MomentumParams,
-    MomentumState,
     Nesterov,
     SGDParams,
     SGLDParams,
@@ -56,6 +60,7 @@ from sgdlab.optim.schedules import (
     Polynomial,
     Step,
 )
+from sgdlab.optim.transforms import EmptyState, MomentumState, StepInputs, Transform, chain
 
 __all__ = [
     "OPTIMIZERS",
@@ -78,28 +83,35 @@ __all__ = [
     "MomentumParams",
     "MomentumState",
     "Nesterov",
+    "Optimizer",
     "OptimizerParams",
     "Polynomial",
     "RMSprop",
     "RMSpropParams",
     "RMSpropState",
     "RobbinsMonroResult",
+    "Rule",
     "SGDParams",
     "SGLDParams",
     "Schedule",
     "ScheduleParams",
     "Step",
+    "StepInputs",
     "Tail",
+    "Transform",
     "UpdateRule",
     "Warmup",
     "build_optimizer",
     "build_schedule",
+    "chain",
     "clip_by_global_norm",
     "clip_by_value",
     "global_norm",
+    "make_optimizer",
     "optimizer_class",
     "per_chain",
     "robbins_monro",
     "scale_lr",
     "schedule_class",
+    "transforms",
 ]

@@ -8,36 +8,27 @@ weight decay, ``eps`` added outside the square root), so one chain updated here 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, NamedTuple
+from typing import ClassVar
 
-import torch
 from pydantic import Field
 from torch import Tensor
 
-from sgdlab.optim.base import OptimizerParams, col, decay, tensorize
+from sgdlab.optim.base import OptimizerParams, Rule
 from sgdlab.optim.perchain import FloatOrList
+from sgdlab.optim.transforms import (
+    AdamState,
+    RMSpropState,
+    Transform,
+    add_decayed_weights,
+    scale_by_adam,
+    scale_by_learning_rate,
+    scale_by_rms,
+)
 
 __all__ = ["Adam", "AdamParams", "AdamState", "RMSprop", "RMSpropParams", "RMSpropState"]
 
 _WD = "coupled L2 weight decay λ (>= 0): the gradient becomes g + λ w"
 _EPS = "ε (> 0) added to the root-mean-square denominator"
-
-
-class AdamState(NamedTuple):
-    """Adam's state: step count ``[K]`` (int64) and the two moment estimates ``[K, d]``."""
-
-    step: Tensor
-    exp_avg: Tensor
-    exp_avg_sq: Tensor
-
-
-class RMSpropState(NamedTuple):
-    """RMSprop's state: step count ``[K]``, ``E[g²]``, ``E[g]`` (centered) and momentum buffer."""
-
-    step: Tensor
-    square_avg: Tensor
-    grad_avg: Tensor
-    momentum_buffer: Tensor
 
 
 class AdamParams(OptimizerParams):
@@ -57,7 +48,7 @@ class RMSpropParams(OptimizerParams):
 
 
 @dataclass(frozen=True, eq=False)
-class Adam:
+class Adam(Rule):
     """Adam with bias correction, in PyTorch's exact arithmetic.
 
     With step count t (starting at 1 for the first update)::
@@ -78,7 +69,7 @@ class Adam:
     """
 
     name: ClassVar[str] = "adam"
-    needs_noise: ClassVar[bool] = False
+    plain_step: ClassVar[bool] = False
     Params: ClassVar[type[OptimizerParams]] = AdamParams
 
     beta1: Tensor | float = 0.9
@@ -86,36 +77,13 @@ class Adam:
     eps: Tensor | float = 1e-8
     weight_decay: Tensor | float = 0.0
 
-    def __post_init__(self) -> None:
-        tensorize(self)
-
-    def init(self, params: Tensor) -> AdamState:
-        step = torch.zeros(params.shape[0], dtype=torch.int64, device=params.device)
-        return AdamState(step, torch.zeros_like(params), torch.zeros_like(params))
-
-    def update(
-        self,
-        grads: Tensor,
-        state: AdamState,
-        params: Tensor,
-        lr: Tensor,
-        noise: Tensor | None = None,
-    ) -> tuple[Tensor, AdamState]:
-        step = state.step + 1
-        g = decay(grads, params, self.weight_decay)
-        b1, b2 = col(self.beta1, params), col(self.beta2, params)
-        exp_avg = torch.lerp(state.exp_avg, g, (1 - b1).expand_as(g))
-        exp_avg_sq = state.exp_avg_sq * b2 + (1 - b2) * g * g
-        t = step.to(params.dtype)[:, None]
-        bias1 = 1 - b1**t
-        bias2_sqrt = (1 - b2**t) ** 0.5
-        denom = exp_avg_sq.sqrt() / bias2_sqrt + col(self.eps, params)
-        step_size = col(lr, params) / bias1
-        return params - step_size * (exp_avg / denom), AdamState(step, exp_avg, exp_avg_sq)
+    def transforms(self) -> tuple[Transform, ...]:
+        decay = add_decayed_weights(self.weight_decay)
+        return decay, scale_by_adam(self.beta1, self.beta2, self.eps)
 
 
 @dataclass(frozen=True, eq=False)
-class RMSprop:
+class RMSprop(Rule):
     """RMSprop in PyTorch's convention (ε outside the root, optional centering/momentum).
 
     ::
@@ -138,7 +106,7 @@ class RMSprop:
     """
 
     name: ClassVar[str] = "rmsprop"
-    needs_noise: ClassVar[bool] = False
+    plain_step: ClassVar[bool] = False
     Params: ClassVar[type[OptimizerParams]] = RMSpropParams
 
     alpha: Tensor | float = 0.99
@@ -147,33 +115,9 @@ class RMSprop:
     momentum: Tensor | float = 0.0
     centered: bool = False
 
-    def __post_init__(self) -> None:
-        tensorize(self)
-
-    def init(self, params: Tensor) -> RMSpropState:
-        step = torch.zeros(params.shape[0], dtype=torch.int64, device=params.device)
-        zeros = torch.zeros_like(params)
-        return RMSpropState(step, zeros, zeros.clone(), zeros.clone())
-
-    def update(
-        self,
-        grads: Tensor,
-        state: RMSpropState,
-        params: Tensor,
-        lr: Tensor,
-        noise: Tensor | None = None,
-    ) -> tuple[Tensor, RMSpropState]:
-        g = decay(grads, params, self.weight_decay)
-        a = col(self.alpha, params)
-        square_avg = state.square_avg * a + (1 - a) * g * g
-        grad_avg = state.grad_avg
-        if self.centered:
-            grad_avg = torch.lerp(grad_avg, g, (1 - a).expand_as(g))
-            # clamp: rounding can make a − ḡ² slightly negative (torch then gives NaN)
-            avg = (square_avg - grad_avg * grad_avg).clamp(min=0.0).sqrt()
-        else:
-            avg = square_avg.sqrt()
-        avg = avg + col(self.eps, params)
-        buf = col(self.momentum, params) * state.momentum_buffer + g / avg
-        new_state = RMSpropState(state.step + 1, square_avg, grad_avg, buf)
-        return params - col(lr, params) * buf, new_state
+    def transforms(self) -> tuple[Transform, ...]:
+        return (
+            add_decayed_weights(self.weight_decay),
+            scale_by_rms(self.alpha, self.eps, self.momentum, self.centered),
+            scale_by_learning_rate(),
+        )

@@ -1,4 +1,4 @@
-"""The update-rule interface shared by every optimizer, and its small helpers.
+"""The update-rule interface shared by every optimizer: a named chain of transforms.
 
 An update rule is a pair of pure functions over stacked chains (optax style):
 
@@ -6,26 +6,38 @@ An update rule is a pair of pure functions over stacked chains (optax style):
 * ``update(grads, state, params, lr, noise=None) -> (new_params, new_state)`` with
   ``grads [K, d]``, ``lr [K]`` (this step's learning rate of each chain, schedule
   included) and ``noise [K, d]`` standard-normal draws (only for rules with
-  ``needs_noise``; the engine draws them from a named stream).
+  ``needs_noise``; the engine draws them from the ``inject`` stream).
 
-Rules are frozen dataclasses whose hyperparameters are tensors: a 0-d tensor (shared by all
-chains) or ``Tensor[K]`` (one value per chain). Floats given to a constructor are turned into
-0-d float64 tensors. The state is a small ``NamedTuple`` of tensors, so a checkpoint captures
-it and chains never share state.
+Every built-in rule is a :class:`Rule`: a frozen dataclass of tensor hyperparameters (0-d,
+shared by all chains, or ``Tensor[K]``, one value per chain; floats given to a constructor
+become 0-d float64 tensors) whose :meth:`Rule.transforms` list the pieces of
+:mod:`sgdlab.optim.transforms` it is made of (weight decay, momentum, preconditioning,
+learning rate, injected noise). Gradient clipping is prepended by the config
+(:meth:`Rule.with_clipping`). A rule also *declares* what the engine needs to know of it:
+whether its step is a plain (momentum) gradient step, for which the SGD–Langevin temperature
+is meaningful (``plain_step``), and its effective momentum m (step η/(1−m)).
 """
 
 from __future__ import annotations
 
-from dataclasses import fields
-from typing import Any, ClassVar, NamedTuple, Protocol, runtime_checkable
+import functools
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
-import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
 from sgdlab.optim.perchain import FloatOrList
+from sgdlab.optim.transforms import (
+    StepInputs,
+    Transform,
+    as_hyper,
+    chain,
+    clip_by_global_norm,
+    clip_by_value,
+)
 
-__all__ = ["OptimizerParams", "UpdateRule", "as_hyper", "col"]
+__all__ = ["OptimizerParams", "Rule", "UpdateRule"]
 
 
 @runtime_checkable
@@ -35,8 +47,15 @@ class UpdateRule(Protocol):
     name: ClassVar[str]
     #: True only for SGLD: the engine then passes ``noise`` of shape ``[K, d]``, ~ N(0, 1).
     needs_noise: ClassVar[bool]
+    #: the SGD–Langevin temperature η/(1−m)·tr Var(g)/(2d) is meaningful for this step
+    plain_step: ClassVar[bool]
 
-    def init(self, params: Tensor) -> NamedTuple:
+    @property
+    def effective_momentum(self) -> Tensor | float:
+        """Momentum m with effective step η/(1−m) (0 for a rule without momentum)."""
+        ...
+
+    def init(self, params: Tensor) -> Any:
         """Initial state for stacked parameters ``[K, d]``."""
         ...
 
@@ -65,29 +84,70 @@ class OptimizerParams(BaseModel):
     )
 
 
-def as_hyper(value: float | Tensor) -> Tensor:
-    """A hyperparameter as a tensor: floats become 0-d float64 tensors, tensors pass through."""
-    if isinstance(value, Tensor):
-        return value
-    return torch.tensor(float(value), dtype=torch.float64)
+@dataclass(frozen=True, eq=False)
+class Rule:
+    """Base of the built-in rules: a chain of :mod:`~sgdlab.optim.transforms`.
 
+    Subclasses are frozen dataclasses of hyperparameters (floats become 0-d tensors) that
+    set ``name``, ``Params`` and :meth:`transforms`; ``init``/``update`` run the chain
+    ``clip + transforms()`` and add its output to the parameters.
 
-def col(h: Tensor, like: Tensor) -> Tensor:
-    """``h`` (0-d or ``[K]``) cast to ``like``'s dtype/device, shaped to broadcast on ``[K, d]``."""
-    h = h.to(dtype=like.dtype, device=like.device)
-    return h[:, None] if h.ndim == 1 else h
+    Attributes:
+        clip: transforms applied to the gradient first (from the config's ``clip`` section;
+            see :meth:`with_clipping`).
+    """
 
+    name: ClassVar[str]
+    Params: ClassVar[type[OptimizerParams]]
+    needs_noise: ClassVar[bool] = False
+    plain_step: ClassVar[bool] = True
 
-def tensorize(rule: Any) -> None:
-    """``__post_init__`` helper: turn float fields of a frozen dataclass into tensors."""
-    for f in fields(rule):
-        value = getattr(rule, f.name)
-        if isinstance(value, float | int) and not isinstance(value, bool):
-            object.__setattr__(rule, f.name, as_hyper(value))
+    clip: tuple[Transform, ...] = field(default=(), kw_only=True)
 
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float | int) and not isinstance(value, bool):
+                object.__setattr__(self, f.name, as_hyper(value))
 
-def decay(grads: Tensor, params: Tensor, weight_decay: Tensor) -> Tensor:
-    """Coupled L2 weight decay as in ``torch.optim``: ``g + λ w`` (skipped when λ ≡ 0)."""
-    if weight_decay.ndim == 0 and float(weight_decay) == 0.0:
-        return grads
-    return grads + col(weight_decay, params) * params
+    def transforms(self) -> tuple[Transform, ...]:
+        """The rule's own pieces, applied after clipping, left to right."""
+        raise NotImplementedError
+
+    @functools.cached_property
+    def transform(self) -> Transform:
+        """``chain(*clip, *transforms())``: the whole update."""
+        t = chain(*self.clip, *self.transforms())
+        if t.needs_noise != self.needs_noise:
+            raise TypeError(f"rule {self.name!r}: needs_noise disagrees with its transforms")
+        return t
+
+    @property
+    def effective_momentum(self) -> Tensor | float:
+        """Momentum m with effective step η/(1−m); 0 for rules without momentum."""
+        return 0.0
+
+    def with_clipping(self, norm: float | None = None, value: float | None = None) -> Rule:
+        """This rule with the gradient clipped first by global norm, then by value (each
+        chain on its own, as ``torch.nn.utils.clip_grad_norm_`` / ``clip_grad_value_``)."""
+        clip = ()
+        if norm is not None:
+            clip += (clip_by_global_norm(norm),)
+        if value is not None:
+            clip += (clip_by_value(value),)
+        return replace(self, clip=clip) if clip else self
+
+    def init(self, params: Tensor) -> Any:
+        return self.transform.init(params)
+
+    def update(
+        self,
+        grads: Tensor,
+        state: Any,
+        params: Tensor,
+        lr: Tensor,
+        noise: Tensor | None = None,
+    ) -> tuple[Tensor, Any]:
+        """``W ← W + u`` with ``u`` the chain's output (see :class:`UpdateRule`)."""
+        u, state = self.transform.update(grads, state, params, StepInputs(lr, noise))
+        return params + u, state

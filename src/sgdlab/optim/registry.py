@@ -1,7 +1,9 @@
 """Registries of update rules and schedules, and the builders from config sections.
 
 * ``build_optimizer(section, chains, dtype, device)`` → ``(rule, lr0 [K])``;
-* ``build_schedule(section, total_steps)`` → a :class:`~sgdlab.optim.Schedule`.
+* ``build_schedule(section, total_steps)`` → a :class:`~sgdlab.optim.Schedule`;
+* ``make_optimizer(...)`` → the :class:`Optimizer` a run executes (rule with its clipping,
+  base rates and schedule).
 
 Errors are :class:`~sgdlab.errors.ConfigError` naming ``optimizer.<key>`` / ``schedule.<key>``,
 with a "did you mean" suggestion for unknown names and keys.
@@ -9,6 +11,7 @@ with a "did you mean" suggestion for unknown names and keys.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -35,8 +38,10 @@ from sgdlab.validation import unknown_name, validate_section
 __all__ = [
     "OPTIMIZERS",
     "SCHEDULES",
+    "Optimizer",
     "build_optimizer",
     "build_schedule",
+    "make_optimizer",
     "optimizer_class",
     "schedule_class",
 ]
@@ -177,3 +182,43 @@ def build_schedule(params: dict[str, Any] | None, total_steps: int) -> Schedule:
         kwargs["horizon"] = total_steps - warmup
     schedule = cls(**kwargs)
     return Warmup(schedule, warmup) if warmup > 0 else schedule
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    """What a run executes: the update rule (clipping included), every chain's base rate and
+    the schedule. The engine asks it for η_t and calls ``rule.update``; it never looks a rule
+    up by name (what it needs to know, the rule declares: ``needs_noise``, ``plain_step``,
+    ``effective_momentum``).
+
+    Attributes:
+        rule: the update rule over ``W [K, d]``.
+        lr0: base learning rates ``[K]``.
+        schedule: ``s(t)``; the learning rate of step t is ``lr0 · s(t)``.
+    """
+
+    rule: UpdateRule
+    lr0: Tensor
+    schedule: Schedule
+
+    def learning_rate(self, t: int) -> Tensor:
+        """η_t = lr0 · s(t), ``[K]``."""
+        return self.lr0 * self.schedule(t)
+
+
+def make_optimizer(
+    optimizer: dict[str, Any],
+    schedule: dict[str, Any] | None,
+    clip: dict[str, Any] | None,
+    chains: int,
+    total_steps: int,
+    dtype: torch.dtype = torch.float64,
+    device: str | torch.device = "cpu",
+) -> Optimizer:
+    """The :class:`Optimizer` of a run's ``optimizer``, ``schedule`` and ``clip`` sections
+    (``clip``: ``{"norm": c or None, "value": c or None}``; clipping by norm, then by value,
+    is prepended to the rule's chain)."""
+    rule, lr0 = build_optimizer(optimizer, chains, dtype, device)
+    clip = clip or {}
+    rule = rule.with_clipping(clip.get("norm"), clip.get("value"))
+    return Optimizer(rule, lr0, build_schedule(schedule, total_steps))

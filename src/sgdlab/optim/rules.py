@@ -2,20 +2,29 @@
 
 All rules follow ``torch.optim.SGD``'s arithmetic (dampening 0), so a chain updated here
 matches ``torch.optim.SGD`` run on that chain alone (tested in float64). Weight decay is
-coupled L2: the gradient becomes ``g + λ w`` before anything else.
+coupled L2: the gradient becomes ``g + λ w`` before anything else. Each rule is a chain of
+:mod:`sgdlab.optim.transforms` (see its ``transforms``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, NamedTuple
+from typing import ClassVar
 
-import torch
 from pydantic import Field
 from torch import Tensor
 
-from sgdlab.optim.base import OptimizerParams, col, decay, tensorize
+from sgdlab.optim.base import OptimizerParams, Rule
 from sgdlab.optim.perchain import FloatOrList
+from sgdlab.optim.transforms import (
+    EmptyState,
+    MomentumState,
+    Transform,
+    add_decayed_weights,
+    add_noise,
+    scale_by_learning_rate,
+    trace,
+)
 
 __all__ = [
     "SGD",
@@ -30,16 +39,6 @@ __all__ = [
 ]
 
 _WD = "coupled L2 weight decay λ (>= 0): the gradient becomes g + λ w"
-
-
-class EmptyState(NamedTuple):
-    """State of a stateless rule."""
-
-
-class MomentumState(NamedTuple):
-    """Velocity buffer ``v`` of a heavy-ball or Nesterov rule, ``[K, d]``."""
-
-    velocity: Tensor
 
 
 class SGDParams(OptimizerParams):
@@ -62,7 +61,7 @@ class SGLDParams(OptimizerParams):
 
 
 @dataclass(frozen=True, eq=False)
-class SGD:
+class SGD(Rule):
     """Stochastic gradient descent: ``w ← w − η_t (g + λ w)``.
 
     Args:
@@ -80,47 +79,16 @@ class SGD:
     """
 
     name: ClassVar[str] = "sgd"
-    needs_noise: ClassVar[bool] = False
     Params: ClassVar[type[OptimizerParams]] = SGDParams
 
     weight_decay: Tensor | float = 0.0
 
-    def __post_init__(self) -> None:
-        tensorize(self)
-
-    def init(self, params: Tensor) -> EmptyState:
-        return EmptyState()
-
-    def update(
-        self,
-        grads: Tensor,
-        state: EmptyState,
-        params: Tensor,
-        lr: Tensor,
-        noise: Tensor | None = None,
-    ) -> tuple[Tensor, EmptyState]:
-        g = decay(grads, params, self.weight_decay)
-        return params - col(lr, params) * g, state
-
-
-def _heavy_ball(
-    grads: Tensor,
-    state: MomentumState,
-    params: Tensor,
-    lr: Tensor,
-    momentum: Tensor,
-    weight_decay: Tensor,
-    nesterov: bool,
-) -> tuple[Tensor, MomentumState]:
-    g = decay(grads, params, weight_decay)
-    m = col(momentum, params)
-    v = m * state.velocity + g  # v_0 = 0, so v_1 = g exactly as torch's clone(g)
-    step = g + m * v if nesterov else v
-    return params - col(lr, params) * step, MomentumState(v)
+    def transforms(self) -> tuple[Transform, ...]:
+        return add_decayed_weights(self.weight_decay), scale_by_learning_rate()
 
 
 @dataclass(frozen=True, eq=False)
-class Momentum:
+class Momentum(Rule):
     """Heavy-ball momentum in PyTorch's convention.
 
     ``g ← g + λ w``;  ``v ← m v + g``  (``v₀ = 0``);  ``w ← w − η_t v``.
@@ -139,30 +107,22 @@ class Momentum:
     """
 
     name: ClassVar[str] = "momentum"
-    needs_noise: ClassVar[bool] = False
     nesterov: ClassVar[bool] = False
     Params: ClassVar[type[OptimizerParams]] = MomentumParams
 
     momentum: Tensor | float = 0.9
     weight_decay: Tensor | float = 0.0
 
-    def __post_init__(self) -> None:
-        tensorize(self)
-
-    def init(self, params: Tensor) -> MomentumState:
-        return MomentumState(torch.zeros_like(params))
-
-    def update(
-        self,
-        grads: Tensor,
-        state: MomentumState,
-        params: Tensor,
-        lr: Tensor,
-        noise: Tensor | None = None,
-    ) -> tuple[Tensor, MomentumState]:
-        return _heavy_ball(
-            grads, state, params, lr, self.momentum, self.weight_decay, self.nesterov
+    def transforms(self) -> tuple[Transform, ...]:
+        return (
+            add_decayed_weights(self.weight_decay),
+            trace(self.momentum, self.nesterov),
+            scale_by_learning_rate(),
         )
+
+    @property
+    def effective_momentum(self) -> Tensor | float:
+        return self.momentum
 
 
 @dataclass(frozen=True, eq=False)
@@ -186,7 +146,7 @@ class Nesterov(Momentum):
 
 
 @dataclass(frozen=True, eq=False)
-class SGLD:
+class SGLD(Rule):
     """Stochastic gradient Langevin dynamics at temperature T (per chain).
 
     ``w ← w − η_t (g + λ w) + √(2 η_t T) ξ``,  ξ ~ N(0, I) from the engine (``noise``).
@@ -194,8 +154,8 @@ class SGLD:
     This is the Euler–Maruyama step of the overdamped Langevin SDE
     ``dw = −∇F dt + √(2T) dW`` with time step η_t, whose stationary density is
     ∝ exp(−F/T) (Gibbs). The minibatch noise of ``g`` comes on top of the injected noise
-    (for small η it adds ≈ ησ²/(2b) to T, see ``DESIGN.md``). With ``noise=None`` or
-    T = 0 the step is exactly :class:`SGD`'s.
+    (for small η it adds ≈ ησ²/(2b) to T, see :func:`sgdlab.theory.sgd_temperature`).
+    With ``noise=None`` or T = 0 the step is exactly :class:`SGD`'s.
 
     Args:
         temperature: T >= 0, 0-d or ``Tensor[K]``.
@@ -212,23 +172,9 @@ class SGLD:
     temperature: Tensor | float = 0.0
     weight_decay: Tensor | float = 0.0
 
-    def __post_init__(self) -> None:
-        tensorize(self)
-
-    def init(self, params: Tensor) -> EmptyState:
-        return EmptyState()
-
-    def update(
-        self,
-        grads: Tensor,
-        state: EmptyState,
-        params: Tensor,
-        lr: Tensor,
-        noise: Tensor | None = None,
-    ) -> tuple[Tensor, EmptyState]:
-        g = decay(grads, params, self.weight_decay)
-        eta = col(lr, params)
-        new = params - eta * g
-        if noise is not None:
-            new = new + torch.sqrt(2.0 * eta * col(self.temperature, params)) * noise
-        return new, state
+    def transforms(self) -> tuple[Transform, ...]:
+        return (
+            add_decayed_weights(self.weight_decay),
+            scale_by_learning_rate(),
+            add_noise(self.temperature),
+        )

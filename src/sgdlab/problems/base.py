@@ -90,6 +90,16 @@ class Problem(ABC):
         """Initial point of one chain, ``[d]``; ``generator=None`` means the ``init`` source is
         off and a fixed deterministic point is returned."""
 
+    @property
+    def random_init(self) -> bool:
+        """Whether :meth:`init_params` draws from its generator (the ``init`` source)."""
+        return True
+
+    @property
+    def static_label_noise(self) -> bool:
+        """Whether building the data flipped labels from the ``label_noise`` stream."""
+        return False
+
     # ------------------------------------------------------------ data access
     @property
     def finite(self) -> bool:

@@ -38,6 +38,11 @@ class ClassifierProblem(Problem):
         self.n_features = int(data.X.shape[1])
         self.feature_shape = data.feature_shape
 
+    @property
+    def static_label_noise(self) -> bool:
+        p = self.params
+        return p.dataset == "synthetic" and p.label_noise > 0  # type: ignore[attr-defined]
+
     def _finish(self) -> None:
         self.objective_affordable = self.n * self.dim <= self.affordable_limit
 

@@ -121,6 +121,10 @@ class Landscape(Problem):
     ) -> Tensor:
         return self.potential(W).unsqueeze(1) + torch.einsum("kbd,kd->kb", x, W)
 
+    @property
+    def random_init(self) -> bool:
+        return self.params.init_scale > 0
+
     def init_params(self, generator: torch.Generator | None) -> Tensor:
         w0 = self.start.clone()
         if generator is not None and self.params.init_scale > 0:

@@ -156,6 +156,10 @@ class LinearRegression(Problem):
         r = torch.einsum("kbd,kd->kb", x, W) - y
         return 0.5 * (r * r).mean(dim=1), torch.einsum("kb,kbd->kd", r, x) / r.shape[1]
 
+    @property
+    def random_init(self) -> bool:
+        return self.params.init_scale > 0
+
     def init_params(self, generator: torch.Generator | None) -> Tensor:
         d = self.dim
         if generator is None:

@@ -120,6 +120,10 @@ class LogisticRegression(ClassifierProblem):
             grad = grad + self.l2 * mask * W
         return loss, grad
 
+    @property
+    def random_init(self) -> bool:
+        return self.params.init_scale > 0
+
     def init_params(self, generator: torch.Generator | None) -> Tensor:
         scale = self.params.init_scale / math.sqrt(self.n_features + 1)
         if generator is None or scale == 0:

@@ -146,6 +146,10 @@ class Quadratic(Problem):
         xi = x.mean(dim=1)
         return 0.5 * (Ad * delta).sum(-1) + (xi * delta).sum(-1), Ad + xi
 
+    @property
+    def random_init(self) -> bool:
+        return self.params.init_scale > 0
+
     def init_params(self, generator: torch.Generator | None) -> Tensor:
         d = self.dim
         if generator is None:

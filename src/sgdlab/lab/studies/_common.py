@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import matplotlib
 
 matplotlib.use("Agg")
@@ -13,6 +11,7 @@ import torch
 
 from sgdlab.config import load_config
 from sgdlab.engine.result import RunResult
+from sgdlab.problems import Problem, build_problem
 
 
 def ols_slope(x: np.ndarray, y: np.ndarray) -> float:
@@ -22,14 +21,11 @@ def ols_slope(x: np.ndarray, y: np.ndarray) -> float:
     return float(xc @ (ly - ly.mean()) / (xc @ xc))
 
 
-def build(run_or_config: RunResult | dict[str, Any]):
-    """The :class:`~sgdlab.problems.Problem` of a run (rebuilt from its config, float64)."""
-    from sgdlab.problems import build_problem
-    from sgdlab.rng import Streams
-
-    cfg = run_or_config.config if isinstance(run_or_config, RunResult) else run_or_config
-    c = load_config(cfg)
-    streams = Streams(c.seed, seeds=c.streams.seeds, off=frozenset(c.streams.off))
+def build(run: RunResult) -> Problem:
+    """The :class:`~sgdlab.problems.Problem` of ``run``, rebuilt in float64 from its own config
+    and the root entropy it used (so its data are the run's own)."""
+    c = load_config(run.config)
+    streams = c.make_streams(run.seed_entropy)
     return build_problem(c.problem.name, c.problem.params(), streams, torch.float64)
 
 

@@ -1,4 +1,4 @@
-"""``sgdlab lab ...`` commands (mounted on the main CLI)."""
+"""``sgdlab lab list / run`` and ``sgdlab demo``: the lab's studies from the command line."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from sgdlab._cli_util import err, guarded, make_console, writable_dir
+from sgdlab.cli._util import err, guarded, writable_dir
+from sgdlab.cli.app import StoreOpt, app, console, store_path
 from sgdlab.errors import ConfigError
 
 lab_app = typer.Typer(no_args_is_help=True, help="Reproducible studies of the article's claims.")
-console = make_console()
+app.add_typer(lab_app, name="lab")
 _STORE_HELP = "DuckDB results file (default: ./sgdlab-results/sgdlab.duckdb)"
 _OUT_HELP = "report folder (default: report/ beside the store, ./sgdlab-results/report)"
 
@@ -23,7 +24,7 @@ _OUT_HELP = "report folder (default: report/ beside the store, ./sgdlab-results/
 @lab_app.command("list")
 def list_cmd() -> None:
     """List the studies and the claim each one tests."""
-    from sgdlab.lab.study import all_studies
+    from sgdlab.lab.studies import all_studies
 
     table = Table(title="sgdlab lab studies", title_justify="left")
     table.add_column("study", style="cyan", no_wrap=True)
@@ -49,8 +50,7 @@ def run_cmd(
     """Run studies (reusing stored runs), then write findings.json, figures and report.md."""
     from sgdlab.lab.executor import make_executor
     from sgdlab.lab.session import run_studies
-    from sgdlab.lab.study import all_studies
-    from sgdlab.store import default_store_path
+    from sgdlab.lab.studies import all_studies
 
     registry = all_studies()
     if all_ and names:
@@ -66,7 +66,7 @@ def run_cmd(
     if store is not None and store.is_dir():
         raise ConfigError("--store", f"{store} is a folder; give a .duckdb file path")
     writable_dir(out, "--out")
-    store_path = store if store is not None else default_store_path()
+    db_path = store_path(store)
     t0 = time.perf_counter()
     with Progress(
         TextColumn("[bold]{task.description:<14}[/]"),
@@ -87,7 +87,7 @@ def run_cmd(
                 bar.update(task, status="analysing")
 
         outcome = run_studies(
-            selected, quick=quick, store=store_path, out=out,
+            selected, quick=quick, store=db_path, out=out,
             executor=make_executor(workers), progress=progress,
         )  # fmt: skip
         for study, task in tasks.items():
@@ -95,7 +95,7 @@ def run_cmd(
     table = findings_table(outcome.findings)
     console.print(table)
     console.print(
-        f"{outcome.runs_total} runs ({outcome.runs_reused} reused from {store_path}) in "
+        f"{outcome.runs_total} runs ({outcome.runs_reused} reused from {db_path}) in "
         f"{time.perf_counter() - t0:.1f}s"
     )
     console.print(f"report:   {outcome.report.resolve()}")
@@ -106,7 +106,7 @@ def run_cmd(
 def findings_table(findings: list) -> Table:
     """The terminal table of findings (labels like ``[inverse_sqrt: …]`` are text, not
     Rich markup)."""
-    from sgdlab.report.lab_report import fmt, predicted
+    from sgdlab.lab.report import fmt, predicted
 
     table = Table(title="findings", title_justify="left")
     for col in ("study", "quantity", "measured [95% CI]", "predicted ± tol", "verdict"):
@@ -119,3 +119,16 @@ def findings_table(findings: list) -> Table:
             escape(predicted(f)), f"[{colors[f.verdict]}]{f.verdict.replace('_', ' ')}[/]",
         )  # fmt: skip
     return table
+
+
+@app.command("demo")
+@guarded
+def demo_cmd(
+    store: StoreOpt = None,
+    out: Annotated[Path | None, typer.Option(help="report folder")] = None,
+) -> None:
+    """The main job: every lab study in quick mode (reusing stored runs), then the report.
+
+    For the single-run quick start instead: ``sgdlab run examples/quickstart.yaml``.
+    """
+    run_cmd(names=None, all_=True, quick=True, store=store, out=out, workers=1)

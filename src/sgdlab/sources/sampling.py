@@ -17,22 +17,45 @@ When the ``sampling`` source is turned off, ``with_replacement`` and
 ``without_replacement`` become deterministic: batch t is samples tb, …, tb+b−1 (mod N),
 in order, for every chain.
 
-Every draw comes from the chain's own ``sampling`` generator (see :mod:`sgdlab.noise.draws`).
+Every draw comes from the chain's own ``sampling`` generator (see :mod:`sgdlab.sources.draws`).
 """
 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from sgdlab.errors import ConfigError
-from sgdlab.noise.draws import ChainDraws, block_steps
-from sgdlab.problems.base import Problem
-from sgdlab.rng import Streams
+from sgdlab.rng import Streams, as_generator
+from sgdlab.sources.base import Place, RunSetup, Source
+from sgdlab.sources.draws import ChainDraws, block_steps
+from sgdlab.sources.registry import register
+
+if TYPE_CHECKING:
+    from sgdlab.problems.base import Problem
 
 SAMPLING_MODES = ("auto", "with_replacement", "without_replacement", "full", "stream")
+
+
+@register
+class Sampling(Source):
+    stream = "sampling"
+    place = Place.SAMPLING
+    summary = "which samples each step draws (the modes above)"
+    off = "in-order batches tb … tb+b−1 (mod N), the same for every chain"
+
+    def applies(self, run: RunSetup) -> bool:
+        return run.sampling != "full"
+
+
+def resolve_mode(problem: Problem, mode: str) -> str:
+    """``auto`` → ``without_replacement`` on a finite dataset, ``stream`` from a population."""
+    if mode == "auto":
+        return "without_replacement" if problem.finite else "stream"
+    return mode
 
 
 class Sampler:
@@ -108,7 +131,8 @@ class StreamSampler(Sampler):
         self, problem: Problem, generators: list[torch.Generator], batch_size: int, device: str
     ) -> None:
         self.batch_size = batch_size
-        probe_x, _ = problem.sample(torch.Generator().manual_seed(0), 1)
+        # one throwaway sample tells the size of a sample (its values are never used)
+        probe_x, _ = problem.sample(as_generator(0), 1)
         m = block_steps(batch_size * max(1, probe_x[0].numel()))
 
         def draw(g: torch.Generator) -> tuple[Tensor, ...]:
@@ -155,8 +179,7 @@ def make_sampler(
     errors name ``batch.*`` fields."""
     if mode not in SAMPLING_MODES:
         raise ConfigError("batch.sampling", f"unknown mode {mode!r}; use one of {SAMPLING_MODES}")
-    if mode == "auto":
-        mode = "without_replacement" if problem.finite else "stream"
+    mode = resolve_mode(problem, mode)
     if mode == "full":
         if not problem.finite:
             raise ConfigError(

@@ -1,4 +1,5 @@
-"""Curvature and landscape instruments applied to the final parameters of a stored run.
+"""Curvature and landscape instruments applied to the final parameters of a stored run
+(the library side of ``sgdlab sharpness`` and ``sgdlab landscape``).
 
 ``sgdlab sharpness RUN_ID`` and ``sgdlab landscape RUN_ID`` rebuild the run's problem from
 its stored config and root entropy (so the data are the run's own), evaluate the
@@ -20,8 +21,18 @@ from typing import Any
 import numpy as np
 import torch
 
+from sgdlab.config import load_config
 from sgdlab.errors import ConfigError, StoreError
+from sgdlab.measure.curvature import (
+    FunctionObjective,
+    interpolation_slice,
+    line_slice,
+    random_direction,
+    sharpness,
+    surface_slice,
+)
 from sgdlab.problems import Problem, build_problem
+from sgdlab.report.landscape_plots import plot_loss_line, plot_loss_surface
 from sgdlab.rng import Streams
 from sgdlab.store import Store
 
@@ -39,13 +50,7 @@ SHARPNESS_NAMES = (
 
 def run_streams(info: dict[str, Any]) -> Streams:
     """The run's streams, rebuilt from its stored root entropy and stream settings."""
-    cfg = info["config"]
-    streams_cfg = cfg.get("streams") or {}
-    return Streams(
-        int(info["seed_entropy"]),
-        seeds=streams_cfg.get("seeds") or {},
-        off=frozenset(streams_cfg.get("off") or ()),
-    )
+    return load_config(info["config"]).make_streams(info["seed_entropy"])
 
 
 def rebuild_problem(info: dict[str, Any], instead: str = "sharpness") -> Problem:
@@ -93,9 +98,7 @@ def _probe_generator(streams: Streams, info: dict[str, Any], k: int) -> torch.Ge
     return streams.generator("probe", int(info["config"].get("first_chain", 0)) + k)
 
 
-def _objective(problem: Problem):
-    from sgdlab.measure.curvature.objective import FunctionObjective
-
+def _objective(problem: Problem) -> FunctionObjective:
     return FunctionObjective.from_batched(problem.objective)
 
 
@@ -110,8 +113,6 @@ def sharpness_of_run(
 ) -> list[dict[str, Any]]:
     """λ_max, tr H, ε-, ρ- and adaptive sharpness of F at each chain's final parameters;
     stored as measurements ``sharpness/<name>``. Returns one dict per chain."""
-    from sgdlab.measure.curvature.sharpness import sharpness
-
     with _open(store_path) as db:
         info = db.run(run_id)
         problem = rebuild_problem(info)
@@ -173,14 +174,6 @@ def landscape_of_run(
     the first two chains. Figures (PNG and SVG) go to ``out`` (default: ``figures/`` beside
     the store); the rise of F at the ends of the 1-D slice and the interpolation barrier
     max_{α∈[0,1]} F((1−α)w_a + αw_b) − max(F(w_a), F(w_b)) are stored as measurements."""
-    from sgdlab.measure.curvature.landscape import (
-        interpolation_slice,
-        line_slice,
-        random_direction,
-        surface_slice,
-    )
-    from sgdlab.report.landscape_plots import plot_loss_line, plot_loss_surface
-
     folder = out if out is not None else store_path.parent / "figures"
     paths: list[Path] = []
     with _open(store_path) as db:

@@ -10,7 +10,8 @@ the sequence of generator calls — hence every number — is independent of ``K
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -73,6 +74,32 @@ class ChainDraws:
         return out
 
 
+_DRAW = {"uniform": torch.rand, "normal": torch.randn}
+
+
+def request_draws(
+    generators: Sequence[torch.Generator],
+    requests: Mapping[str, tuple[tuple[int, ...], str]],
+    dtype: torch.dtype,
+    device: torch.device | str = "cpu",
+) -> ChainDraws:
+    """Per-step draws of several tensors per chain, ``{key: (shape, kind)}`` with kind
+    ``"uniform"`` (U[0,1)) or ``"normal"`` (N(0,1)), drawn one after the other from each
+    chain's single generator (so no two keys share numbers); ``next()`` returns them in the
+    order of ``requests``. The block size depends on the total elements per step only."""
+    for key, (_, kind) in requests.items():
+        if kind not in _DRAW:
+            raise ValueError(f"draw {key!r}: unknown kind {kind!r}; use 'uniform' or 'normal'")
+    specs = [(shape, _DRAW[kind]) for shape, kind in requests.values()]
+    numel = sum(math.prod(shape) for shape, _ in specs)
+    m = block_steps(numel)
+
+    def draw(g: torch.Generator) -> tuple[Tensor, ...]:
+        return tuple(fn((m, *shape), generator=g, dtype=dtype) for shape, fn in specs)
+
+    return ChainDraws(generators, draw, device)
+
+
 def uniform_draws(
     generators: Sequence[torch.Generator],
     shape: tuple[int, ...],
@@ -81,20 +108,4 @@ def uniform_draws(
     kind: str = "uniform",
 ) -> ChainDraws:
     """Per-step draws of ``shape`` per chain: ``U[0,1)`` (``kind="uniform"``) or ``N(0,1)``."""
-    numel = 1
-    for s in shape:
-        numel *= s
-    m = block_steps(numel)
-    if kind == "uniform":
-
-        def draw(g: torch.Generator) -> tuple[Tensor, ...]:
-            return (torch.rand((m, *shape), generator=g, dtype=dtype),)
-
-    elif kind == "normal":
-
-        def draw(g: torch.Generator) -> tuple[Tensor, ...]:
-            return (torch.randn((m, *shape), generator=g, dtype=dtype),)
-
-    else:
-        raise ValueError(f"unknown draw kind {kind!r}: use 'uniform' or 'normal'")
-    return ChainDraws(generators, draw, device)
+    return request_draws(generators, {"draw": (shape, kind)}, dtype, device)

@@ -1,4 +1,4 @@
-"""Error handling shared by the command-line modules (private).
+"""What the command-line modules share (private): error handling and plain tables.
 
 Every command reports a bad argument or config as one line naming the field and the fix and
 exits 2, and reports other expected failures (a run that failed, a store in use, a file that
@@ -11,13 +11,17 @@ import functools
 import math
 import os
 import sys
+import types
+import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import typer
+from pydantic import BaseModel
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
 from sgdlab.errors import ConfigError, SgdlabError
 
@@ -95,3 +99,36 @@ def positive(value: float, option: str) -> None:
     """Raise a :class:`ConfigError` unless ``value`` is finite and > 0."""
     if not (math.isfinite(value) and value > 0):
         raise ConfigError(option, f"must be a finite number > 0, got {value}")
+
+
+class PlainTable(Table):
+    """A table whose cells are text, never Rich markup (values may hold brackets)."""
+
+    def add_row(self, *cells: object, **kwargs: object) -> None:  # type: ignore[override]
+        super().add_row(*(escape(str(c)) for c in cells), **kwargs)  # type: ignore[arg-type]
+
+
+def _type_name(annotation: object) -> str:
+    """``int``, ``float | None``, ``one of 'log', 'linear'`` … for the parameter tables."""
+    if typing.get_origin(annotation) is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(annotation))
+    args = typing.get_args(annotation)
+    if args and typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in args)
+    name = getattr(annotation, "__name__", None)
+    if name and not args:
+        return "None" if annotation is type(None) else name
+    return str(annotation).replace("typing.", "")
+
+
+def params_table(title: str, params: type[BaseModel]) -> Table:
+    """A table of a pydantic params model: key, type, default, description."""
+    table = PlainTable(title=title, title_justify="left", show_edge=False)
+    for col in ("key", "type", "default", "description"):
+        table.add_column(col)
+    for key, field in params.model_fields.items():
+        ann = _type_name(field.annotation)
+        required = field.is_required()
+        default = "required" if required else repr(field.get_default(call_default_factory=True))
+        table.add_row(key, ann, default, field.description or "")
+    return table

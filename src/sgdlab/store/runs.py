@@ -1,142 +1,27 @@
-"""The results store: one embedded DuckDB file.
-
-Tables
-------
-``runs``       one row per run: id, kind (engine / monitor / lab), name, status
-               (``running`` → ``complete`` | ``failed``), config JSON and hash, seed
-               entropy and streams, problem summary, K, T, versions, timings, divergences.
-``metrics``    long format ``(run_id, chain, step, name, value)``.
-``params``     ``(run_id, chain, kind, values DOUBLE[])`` — final (and averaged) parameters.
-``divergence`` ``(run_id, chain, step)`` for chains that diverged.
-``findings``   lab findings (see :mod:`sgdlab.lab`).
-``measurements`` instruments applied to a run's final parameters afterwards
-               ``(run_id, chain, name, value, details_json)`` — e.g. ``sgdlab sharpness``;
-               they are added next to a completed run and never change its own rows.
-
-Transactions: a run is inserted as ``running`` when it starts; its metrics, parameters
-and the switch to ``complete`` are written in **one** transaction at the end. A process
-killed midway therefore leaves a ``running`` row and no partial data, and completed runs
-are never touched by later writes.
-"""
+"""The run tables: ``runs``, ``metrics``, ``params``, ``divergence`` — a run's lifecycle
+(``running`` → ``complete`` | ``failed``), its data in one transaction, and the conversion
+between the stored rows and a :class:`~sgdlab.engine.result.RunResult`."""
 
 from __future__ import annotations
 
 import json
-import os
-import platform
-import sys
 from collections.abc import Iterable
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import duckdb
 import numpy as np
+import torch
 
+from sgdlab.config import load_config
+from sgdlab.engine.result import RunResult
 from sgdlab.errors import StoreError
+from sgdlab.store.connection import StoreBase, now, versions
 
-DEFAULT_STORE = Path("sgdlab-results") / "sgdlab.duckdb"
-SCHEMA_VERSION = 1
-
-_SCHEMA = [
-    """CREATE TABLE IF NOT EXISTS runs (
-        run_id VARCHAR PRIMARY KEY, kind VARCHAR, name VARCHAR, status VARCHAR,
-        config_json VARCHAR, config_hash VARCHAR, seed_entropy VARCHAR, streams_json VARCHAR,
-        problem_json VARCHAR, chains INTEGER, steps BIGINT, sgdlab_version VARCHAR,
-        torch_version VARCHAR, python_version VARCHAR, platform VARCHAR,
-        created_at TIMESTAMP, finished_at TIMESTAMP, wall_seconds DOUBLE,
-        n_diverged INTEGER, error VARCHAR)""",
-    """CREATE TABLE IF NOT EXISTS metrics (
-        run_id VARCHAR, chain INTEGER, step BIGINT, name VARCHAR, value DOUBLE)""",
-    """CREATE TABLE IF NOT EXISTS params (
-        run_id VARCHAR, chain INTEGER, kind VARCHAR, "values" DOUBLE[])""",
-    """CREATE TABLE IF NOT EXISTS divergence (run_id VARCHAR, chain INTEGER, step BIGINT)""",
-    """CREATE TABLE IF NOT EXISTS findings (
-        run_id VARCHAR, study VARCHAR, claim VARCHAR, quantity VARCHAR, measured DOUBLE,
-        ci_low DOUBLE, ci_high DOUBLE, predicted DOUBLE, tolerance DOUBLE, verdict VARCHAR,
-        figure VARCHAR, details_json VARCHAR, created_at TIMESTAMP)""",
-    """CREATE TABLE IF NOT EXISTS measurements (
-        run_id VARCHAR, chain INTEGER, name VARCHAR, value DOUBLE, details_json VARCHAR,
-        created_at TIMESTAMP)""",
-    """CREATE TABLE IF NOT EXISTS schema_info (version INTEGER)""",
-]
+__all__ = ["RunTables"]
 
 
-def default_store_path() -> Path:
-    """``$SGDLAB_STORE`` if set, else ``./sgdlab-results/sgdlab.duckdb``."""
-    env = os.environ.get("SGDLAB_STORE")
-    return Path(env) if env else DEFAULT_STORE
+class RunTables(StoreBase):
+    """Reads and writes of runs (see :mod:`sgdlab.store`)."""
 
-
-def _versions() -> dict[str, str]:
-    import torch
-
-    from sgdlab._version import __version__
-
-    return {
-        "sgdlab_version": __version__,
-        "torch_version": torch.__version__,
-        "python_version": sys.version.split()[0],
-        "platform": platform.platform(),
-    }
-
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
-class Store:
-    """An open results store (a DuckDB file, created with its schema if missing).
-
-    Use as a context manager or call :meth:`close`.
-    """
-
-    def __init__(self, path: str | Path | None = None, read_only: bool = False) -> None:
-        self.path = Path(path) if path is not None else default_store_path()
-        if read_only and not self.path.exists():
-            raise StoreError(f"no results store at {self.path}: run something first")
-        if self.path.is_dir():
-            raise StoreError(f"results store {self.path} is a folder; give a .duckdb file path")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(
-                f"cannot create the folder of results store {self.path}: {exc.strerror}"
-            ) from None
-        try:
-            self.con = duckdb.connect(str(self.path), read_only=read_only)
-        except duckdb.Error as exc:
-            if "could not set lock" in str(exc).lower() or "conflicting lock" in str(exc).lower():
-                raise StoreError(
-                    f"results store {self.path} is in use by another process (a run still "
-                    "going?); wait for it to finish or use another --store"
-                ) from None
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise StoreError(f"cannot open results store {self.path}: {first}") from None
-        if read_only:
-            tables = {
-                r[0] for r in self.con.execute("SELECT table_name FROM duckdb_tables()").fetchall()
-            }
-            if "runs" not in tables or "schema_info" not in tables:
-                self.con.close()
-                raise StoreError(f"{self.path} is a DuckDB file but not an sgdlab results store")
-        if not read_only:
-            for stmt in _SCHEMA:
-                self.con.execute(stmt)
-            if not self.con.execute("SELECT count(*) FROM schema_info").fetchone()[0]:
-                self.con.execute("INSERT INTO schema_info VALUES (?)", [SCHEMA_VERSION])
-
-    # ------------------------------------------------------------ lifecycle
-    def close(self) -> None:
-        self.con.close()
-
-    def __enter__(self) -> Store:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    # --------------------------------------------------------------- writes
     def begin_run(
         self,
         run_id: str,
@@ -151,7 +36,7 @@ class Store:
         problem: dict[str, Any] | None = None,
     ) -> None:
         """Insert the run as ``running`` (committed at once)."""
-        v = _versions()
+        v = versions()
         self.con.execute(
             """INSERT INTO runs (run_id, kind, name, status, config_json, config_hash,
                seed_entropy, streams_json, problem_json, chains, steps, sgdlab_version,
@@ -172,7 +57,7 @@ class Store:
                 v["torch_version"],
                 v["python_version"],
                 v["platform"],
-                _now(),
+                now(),
             ],
         )
 
@@ -199,9 +84,11 @@ class Store:
         diverged_at: np.ndarray | None = None,
         wall_seconds: float | None = None,
         status: str = "complete",
+        extra: dict[str, Any] | None = None,
     ) -> None:
         """Insert metrics ``name -> (steps [n], values [K, n])`` and parameters
-        ``kind -> [K, d]`` and set the status, atomically."""
+        ``kind -> [K, d]`` and set the status (and the ``runs`` columns in ``extra``),
+        atomically."""
         self.con.begin()
         try:
             self._insert_metrics(run_id, metrics)
@@ -218,8 +105,12 @@ class Store:
             self.con.execute(
                 """UPDATE runs SET status = ?, finished_at = ?, wall_seconds = ?,
                    n_diverged = ? WHERE run_id = ?""",
-                [status, _now(), wall_seconds, n_div, run_id],
+                [status, now(), wall_seconds, n_div, run_id],
             )
+            for column, value in (extra or {}).items():
+                if column not in ("steps", "error"):
+                    raise ValueError(f"runs column {column!r} is not written here")
+                self.con.execute(f"UPDATE runs SET {column} = ? WHERE run_id = ?", [value, run_id])
             self.con.commit()
         except BaseException:
             self.con.rollback()
@@ -251,51 +142,72 @@ class Store:
         finally:
             self.con.unregister("_sgdlab_metrics")
 
+    def finish_run(
+        self,
+        run_id: str,
+        *,
+        metrics: dict[str, tuple[np.ndarray, np.ndarray]],
+        steps: int,
+        wall_seconds: float,
+        status: str = "complete",
+        error: str | None = None,
+    ) -> None:
+        """Write a run recorded outside the engine (a Monitor run: metrics only) with its
+        step count and, for a failed one, the error — one transaction."""
+        self.write_run_data(
+            run_id, metrics=metrics, wall_seconds=wall_seconds, status=status,
+            extra={"steps": steps, "error": None if error is None else error[:2000]},
+        )  # fmt: skip
+
+    def save_result(self, result: RunResult, *, kind: str, name: str | None = None) -> None:
+        """Store an in-memory :class:`RunResult` (computed elsewhere, e.g. by a lab executor) as
+        a complete run: its row, metrics and parameters. The streams recorded are the run's
+        own, rebuilt from the entropy it used (a config with seed ``None`` drew fresh entropy).
+        """
+        cfg = load_config(result.config)
+        self.begin_run(
+            result.run_id,
+            kind=kind,
+            name=name,
+            config=result.config,
+            config_hash=result.config_hash,
+            streams=cfg.make_streams(result.seed_entropy).describe(),
+            chains=result.chains,
+            steps=cfg.steps,
+            problem={"name": cfg.problem.name},
+        )
+        self.complete_run(result)
+
+    def load_result(self, run_id: str) -> RunResult:
+        """The :class:`RunResult` of a stored run (metrics, parameters, divergence)."""
+        info = self.run(run_id)
+        rid = info["run_id"]
+        final = torch.from_numpy(self.params(rid, "final"))
+        has_average = self.con.execute(
+            "SELECT count(*) FROM params WHERE run_id = ? AND kind = 'average'", [rid]
+        ).fetchone()[0]
+        div = np.full(final.shape[0], -1, dtype=np.int64)
+        for k, s in self.diverged(rid).items():
+            div[k] = s
+        return RunResult(
+            run_id=rid,
+            config=info["config"],
+            config_hash=info["config_hash"],
+            metrics=self.metrics(rid),
+            final_params=final,
+            diverged_at=div,
+            seed_entropy=str(info["seed_entropy"]),
+            wall_seconds=float(info["wall_seconds"] or 0.0),
+            average_params=torch.from_numpy(self.params(rid, "average")) if has_average else None,
+            store_path=self.path,
+        )
+
     def fail_run(self, run_id: str, error: str) -> None:
         """Mark a run failed (its partial data was never written)."""
         self.con.execute(
             "UPDATE runs SET status = 'failed', finished_at = ?, error = ? WHERE run_id = ?",
-            [_now(), error[:2000], run_id],
+            [now(), error[:2000], run_id],
         )
-
-    def add_measurements(
-        self, run_id: str, rows: Iterable[tuple[int, str, float, dict[str, Any] | None]]
-    ) -> None:
-        """Add ``(chain, name, value, details)`` measurements of a run, in one transaction.
-
-        A measurement of the same (chain, name) replaces the earlier one."""
-        rid = self.resolve(run_id)
-        rows = list(rows)
-        now = _now()
-        self.con.begin()
-        try:
-            for chain, name, value, details in rows:
-                self.con.execute(
-                    "DELETE FROM measurements WHERE run_id = ? AND chain = ? AND name = ?",
-                    [rid, chain, name],
-                )
-                self.con.execute(
-                    "INSERT INTO measurements VALUES (?, ?, ?, ?, ?, ?)",
-                    [rid, chain, name, float(value), json.dumps(details or {}, default=str), now],
-                )
-            self.con.commit()
-        except BaseException:
-            self.con.rollback()
-            raise
-
-    # ---------------------------------------------------------------- reads
-    def measurements(self, run_id: str) -> list[dict[str, Any]]:
-        """Measurements of a run (``chain``, ``name``, ``value``, ``details``), by chain, name."""
-        rid = self.resolve(run_id)
-        cur = self.con.execute(
-            """SELECT chain, name, value, details_json FROM measurements WHERE run_id = ?
-               ORDER BY chain, name""",
-            [rid],
-        )
-        return [
-            {"chain": c, "name": n, "value": v, "details": json.loads(d or "{}")}
-            for c, n, v, d in cur.fetchall()
-        ]
 
     def runs(self, status: str | None = None, kind: str | None = None) -> list[dict[str, Any]]:
         """All runs, newest first, as dicts (optionally filtered by status/kind)."""
@@ -313,17 +225,6 @@ class Store:
         cur = self.con.execute(sql, args)
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
-
-    def resolve(self, run_id: str) -> str:
-        """The full id of the run whose id starts with ``run_id`` (must be unique)."""
-        rows = self.con.execute(
-            "SELECT run_id FROM runs WHERE starts_with(run_id, ?)", [run_id]
-        ).fetchall()
-        if not rows:
-            raise StoreError(f"no run {run_id!r} in {self.path}; `sgdlab runs` lists them")
-        if len(rows) > 1:
-            raise StoreError(f"run id {run_id!r} is ambiguous: give more characters")
-        return rows[0][0]
 
     def run(self, run_id: str) -> dict[str, Any]:
         """The ``runs`` row of one run (prefix allowed), with ``config`` parsed."""
@@ -391,10 +292,3 @@ class Store:
             "SELECT chain, step FROM divergence WHERE run_id = ? ORDER BY chain", [rid]
         ).fetchall()
         return {int(c): int(s) for c, s in rows}
-
-
-def open_store(store: Store | str | Path | None) -> Store:
-    """An open :class:`Store` for a path (``None``: the default path) or the store itself."""
-    if isinstance(store, Store):
-        return store
-    return Store(store)

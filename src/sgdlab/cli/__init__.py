@@ -1,0 +1,39 @@
+"""The ``sgdlab`` command line (typer + rich): one module per group of commands.
+
+* :mod:`sgdlab.cli.app` — the application, ``--version``, the shared ``--store`` option;
+* :mod:`sgdlab.cli.runs` — ``run``, ``runs``, ``show``, ``problems``, ``optimizers``, ``advise``;
+* :mod:`sgdlab.cli.measure` — ``sharpness``, ``landscape``;
+* :mod:`sgdlab.cli.lab` — ``lab list``, ``lab run``, ``demo``;
+* :mod:`sgdlab.cli._util` — one-line errors and exit codes, plain tables.
+"""
+
+from __future__ import annotations
+
+# isort: off  (registration order is the order of `sgdlab --help`)
+from sgdlab.cli import (
+    lab,  # noqa: F401
+    measure,  # noqa: F401
+    runs,  # noqa: F401
+)
+
+# isort: on
+from sgdlab.cli._util import Terminated
+from sgdlab.cli.app import app
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:  # pragma: no cover
+    """Console entry point: SIGTERM stops a run like Ctrl-C (the run is marked failed)."""
+    import signal
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        raise Terminated("SIGTERM")
+
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, on_sigterm)
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,254 @@
+"""``sgdlab run / runs / show / problems / optimizers / advise``: runs and components."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from sgdlab.cli._util import PlainTable, err, guarded, params_table, writable_dir
+from sgdlab.cli.app import StoreOpt, app, console, store_path
+from sgdlab.errors import ConfigError
+
+#: datasets that can own a setting (a field described as "synthetic: ...")
+_DATASET_NAMES = ("synthetic", "mnist", "npz")
+
+#: metrics drawn by ``sgdlab show``, first available wins
+_PLOT_ORDER = ("suboptimality", "objective", "loss")
+
+RUN_STATUSES = ("complete", "running", "failed")
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def run_with_progress(config: Any, store: Path | None, name: str | None = None) -> Any:
+    """Run a config with a rich progress bar; returns the RunResult."""
+    from sgdlab.api import run  # heavy imports in the body: see sgdlab.cli.app
+    from sgdlab.config import load_config
+
+    config = load_config(config)
+    config.canonical()  # validates the components too: a bad config fails before the bar
+    with Progress(
+        TextColumn("[bold]running[/]"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} steps"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,  # no bar (and no stray blank line) in logs and pipes
+    ) as bar:
+        task = bar.add_task("run", total=None)
+
+        def progress(step: int, total: int) -> None:
+            bar.update(task, completed=step, total=total)
+
+        return run(config, store=store_path(store), progress=progress, name=name)
+
+
+@app.command("run")
+@guarded
+def run_cmd(
+    config: Annotated[
+        Path | None, typer.Argument(help="YAML config file (default: the built-in quick start)")
+    ] = None,
+    store: StoreOpt = None,
+    name: Annotated[str | None, typer.Option(help="label stored with the run")] = None,
+) -> None:
+    """Run K chains of a YAML config and store the results."""
+    from sgdlab.defaults import QUICKSTART
+
+    result = run_with_progress(config if config is not None else QUICKSTART, store, name)
+    n_div = int(result.diverged.sum())
+    console.print(
+        f"run [bold cyan]{result.run_id}[/] complete: {_plural(result.chains, 'chain')}, "
+        f"{result.wall_seconds:.1f}s, {n_div} diverged"
+    )
+    console.print(f"store: {result.store_path}")
+    console.print(f"next: sgdlab show {result.run_id}")
+
+
+@app.command("runs")
+@guarded
+def runs_cmd(
+    store: StoreOpt = None,
+    status: Annotated[str | None, typer.Option(help="complete, running or failed")] = None,
+    limit: Annotated[int, typer.Option(help="show at most this many")] = 30,
+) -> None:
+    """List the runs in the store, newest first."""
+    from sgdlab.store import Store
+
+    if status is not None and status not in RUN_STATUSES:
+        raise ConfigError("--status", f"must be one of {', '.join(RUN_STATUSES)}, got {status!r}")
+    if limit < 1:
+        raise ConfigError("--limit", f"must be at least 1, got {limit}")
+    with Store(store_path(store), read_only=True) as db:
+        rows = db.runs(status=status)
+    table = PlainTable(title=f"runs in {store_path(store)}")
+    table.add_column("run id", no_wrap=True, style="cyan")
+    for col in ("kind", "name", "problem", "optimizer", "K", "T", "status", "time"):
+        table.add_column(col)
+    for r in rows[:limit]:
+        cfg = json.loads(r["config_json"] or "{}")
+        prob = (cfg.get("problem") or {}).get("name", "")
+        opt = cfg.get("optimizer") or {}
+        opt_s = f"{opt.get('name', '')} lr={opt.get('lr', '')}" if opt else ""
+        secs = r["wall_seconds"]
+        table.add_row(
+            r["run_id"], r["kind"] or "", r["name"] or "", prob, opt_s, str(r["chains"]),
+            str(r["steps"] or ""), r["status"], "" if secs is None else f"{secs:.1f}s",
+        )  # fmt: skip
+    console.print(table)
+    if len(rows) > limit:
+        console.print(f"({len(rows) - limit} more; use --limit)")
+
+
+@app.command("show")
+@guarded
+def show_cmd(
+    run_id: Annotated[str, typer.Argument(help="run id (a unique prefix is enough)")],
+    store: StoreOpt = None,
+    out: Annotated[Path | None, typer.Option(help="folder for the figure")] = None,
+) -> None:
+    """Summarize a run and draw its objective across chains (median, 10–90% band)."""
+    writable_dir(out, "--out")
+    show_run(run_id, store_path(store), out, console)
+
+
+@app.command("problems")
+def problems_cmd() -> None:
+    """List the built-in problems and their parameters."""
+    from sgdlab.problems import PROBLEMS
+
+    for name, cls in PROBLEMS.items():
+        console.print(params_table(f"{name} — {cls.summary}", cls.Params))
+
+
+@app.command("optimizers")
+def optimizers_cmd() -> None:
+    """List the update rules and learning-rate schedules and their parameters."""
+    from sgdlab.optim import OPTIMIZERS, SCHEDULES
+
+    for name, cls in OPTIMIZERS.items():
+        console.print(params_table(f"optimizer {name}", cls.Params))
+    for name, cls in SCHEDULES.items():
+        console.print(params_table(f"schedule {name}", cls.Params))
+
+
+@app.command("advise")
+@guarded
+def advise_cmd(
+    run_id: Annotated[str, typer.Argument(help="run id (a unique prefix is enough)")],
+    store: StoreOpt = None,
+) -> None:
+    """What to change (batch size, learning rate, clipping), from a run's measured noise."""
+    from sgdlab.advice import advise_stored_run
+
+    items, has_noise = advise_stored_run(run_id, store_path(store))
+    if not has_noise:
+        console.print("note: the run recorded no noise statistics, so there is no batch-size "
+                      "advice; record them with `record: {noise: true}` in the config, or "
+                      "with Monitor(noise_every=...)", highlight=False)  # fmt: skip
+    if not items:
+        console.print("no advice: no rule fired (no spikes, stable loss"
+                      + (", batch near the noise scale)" if has_noise else ")"))  # fmt: skip
+    for item in items:
+        console.print(f"[bold]{item.kind}[/]: {item.message}", highlight=False)
+
+
+_STATUS_NOTE = {
+    "failed": " (stopped by an error or an interrupt; nothing of it was stored)",
+    "running": " (still going, or its process was killed: nothing of it was stored)",
+}
+
+
+def _relevant_problem_params(prob: dict) -> dict:
+    """The problem's settings without those that only apply to another dataset (the
+    synthetic generator's sizes when the data are digits, say), read from the fields'
+    descriptions ``"<dataset>: ..."``."""
+    from sgdlab.problems import PROBLEMS
+
+    cls = PROBLEMS.get(prob.get("name", ""))
+    dataset = prob.get("dataset")
+    if cls is None or dataset is None:
+        return dict(prob)
+    fields = cls.Params.model_fields
+    keep = {}
+    for k, v in prob.items():
+        desc = (fields[k].description or "") if k in fields else ""
+        owner = desc.split(":", 1)[0] if ":" in desc else None
+        if owner in _DATASET_NAMES and owner != dataset:
+            continue
+        keep[k] = v
+    return keep
+
+
+def show_run(run_id: str, store: Path, out: Path | None, console: Console) -> Path | None:
+    """Print a run's summary table and write its objective figure; returns the figure path."""
+    import numpy as np
+
+    from sgdlab.report.figures import band, plot_metric_band
+    from sgdlab.store import Store
+
+    with Store(store, read_only=True) as db:
+        info = db.run(run_id)
+        rid = info["run_id"]
+        names = db.metric_names(rid)
+        data = {n: db.metric(rid, n) for n in names}
+        diverged = db.diverged(rid)
+    cfg = info["config"]
+    head = PlainTable(title=f"run {rid}", show_header=False, title_justify="left")
+    head.add_column("field")
+    head.add_column("value")
+    prob = _relevant_problem_params(cfg.get("problem", {}))
+    head.add_row("status", str(info["status"]) + _STATUS_NOTE.get(str(info["status"]), ""))
+    if info.get("error"):
+        head.add_row("error", str(info["error"]))
+    head.add_row("kind", str(info["kind"]))
+    head.add_row("problem", ", ".join(f"{k}={v}" for k, v in prob.items()))
+    for sec in ("optimizer", "schedule", "batch"):
+        if isinstance(cfg.get(sec), dict):
+            head.add_row(sec, ", ".join(f"{k}={v}" for k, v in cfg[sec].items()))
+    head.add_row("chains × steps", f"{info['chains']} × {info['steps']}")
+    head.add_row("seed entropy", str(info["seed_entropy"]))
+    head.add_row("diverged chains", str(len(diverged)))
+    if info["wall_seconds"] is not None:
+        head.add_row("wall time", f"{info['wall_seconds']:.2f}s")
+    console.print(head)
+    table = PlainTable(
+        title="metrics at the last recorded step (across chains)", title_justify="left"
+    )
+    for col in ("metric", "step", "median", "10%", "90%"):
+        table.add_column(col)
+    for name, (steps, values) in data.items():
+        med, lo, hi = band(values[:, -1:])
+        table.add_row(name, str(int(steps[-1])), f"{med[0]:.4g}", f"{lo[0]:.4g}", f"{hi[0]:.4g}")
+    if data:
+        console.print(table)
+    else:
+        console.print("no metrics stored for this run", highlight=False)
+    metric = next((m for m in _PLOT_ORDER if m in data), None)
+    if metric is None:
+        return None
+    folder = out if out is not None else store.parent / "figures"
+    steps, values = data[metric]
+    if metric == "suboptimality":
+        values = np.maximum(values, np.finfo(float).tiny)
+    path = plot_metric_band(
+        steps,
+        values,
+        folder / f"{rid}-{metric}.png",
+        ylabel=metric if metric != "suboptimality" else "F(w_t) − F*",
+        title=f"{prob.get('name', '')} · {cfg.get('optimizer', {}).get('name', '')} · run {rid}",
+    )
+    console.print(f"figure: {path.resolve()}")
+    return path
+
+
+#: metrics from which the batch-size advice reads the noise scale

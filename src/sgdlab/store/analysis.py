@@ -1,0 +1,101 @@
+"""The analysis tables: ``measurements`` (instruments applied to a stored run afterwards)
+and ``findings`` (the lab's verdicts)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from sgdlab.store.connection import StoreBase, now
+
+__all__ = ["AnalysisTables"]
+
+
+class AnalysisTables(StoreBase):
+    """Reads and writes of measurements and findings (see :mod:`sgdlab.store`)."""
+
+    def add_measurements(
+        self, run_id: str, rows: Iterable[tuple[int, str, float, dict[str, Any] | None]]
+    ) -> None:
+        """Add ``(chain, name, value, details)`` measurements of a run, in one transaction.
+
+        A measurement of the same (chain, name) replaces the earlier one."""
+        rid = self.resolve(run_id)
+        rows = list(rows)
+        created = now()
+        self.con.begin()
+        try:
+            for chain, name, value, details in rows:
+                self.con.execute(
+                    "DELETE FROM measurements WHERE run_id = ? AND chain = ? AND name = ?",
+                    [rid, chain, name],
+                )
+                self.con.execute(
+                    "INSERT INTO measurements VALUES (?, ?, ?, ?, ?, ?)",
+                    [rid, chain, name, float(value), json.dumps(details or {}, default=str),
+                     created],
+                )
+            self.con.commit()
+        except BaseException:
+            self.con.rollback()
+            raise
+
+    def measurements(self, run_id: str) -> list[dict[str, Any]]:
+        """Measurements of a run (``chain``, ``name``, ``value``, ``details``), by chain, name."""
+        rid = self.resolve(run_id)
+        cur = self.con.execute(
+            """SELECT chain, name, value, details_json FROM measurements WHERE run_id = ?
+               ORDER BY chain, name""",
+            [rid],
+        )
+        return [
+            {"chain": c, "name": n, "value": v, "details": json.loads(d or "{}")}
+            for c, n, v, d in cur.fetchall()
+        ]
+
+    # ------------------------------------------------------------------ findings
+    _FINDING_COLUMNS = (
+        "study", "claim", "quantity", "measured", "ci_low", "ci_high", "predicted",
+        "tolerance", "verdict", "figure",
+    )  # fmt: skip
+
+    def write_findings(self, findings: Iterable[dict[str, Any]], session: str = "") -> None:
+        """Replace the stored findings of each study present in ``findings`` (dicts with the
+        table's columns and ``details``) with these, in one transaction; ``session`` labels
+        the lab session that produced them."""
+        findings = list(findings)
+        created = now()
+        self.con.begin()
+        try:
+            for study in sorted({f["study"] for f in findings}):
+                self.con.execute("DELETE FROM findings WHERE study = ?", [study])
+            rows = [
+                [session, *(f[c] for c in self._FINDING_COLUMNS),
+                 json.dumps(f.get("details", {}), default=str), created]
+                for f in findings
+            ]  # fmt: skip
+            if rows:
+                self.con.executemany(
+                    "INSERT INTO findings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
+                )
+            self.con.commit()
+        except BaseException:
+            self.con.rollback()
+            raise
+
+    def findings(self, study: str | None = None) -> list[dict[str, Any]]:
+        """The stored findings (of one study, or all), in insertion order, as dicts."""
+        cols = ", ".join(self._FINDING_COLUMNS)
+        sql = f"SELECT {cols}, details_json FROM findings"
+        args: list[Any] = []
+        if study:
+            sql += " WHERE study = ?"
+            args.append(study)
+        out = []
+        for row in self.con.execute(sql, args).fetchall():
+            d = dict(zip(self._FINDING_COLUMNS, row[:-1], strict=True))
+            d["figure"] = d["figure"] or ""
+            d["details"] = json.loads(row[-1] or "{}")
+            out.append(d)
+        return out
