@@ -3,8 +3,8 @@
 Model: an MLP 64–32–10 (ReLU) on sklearn's ``digits`` (1797 samples, standardized features),
 float64, initialized and trained briefly by minibatch SGD from fixed generators, so its Hessian
 is not trivial. Exact reference: ``torch.linalg.eigvalsh`` of the full Hessian
-(:func:`sgdlab.measure.curvature.hvp.hessian_matrix`, d = 2410, by blocks of vmapped HVPs). Over several
-start vectors (seeds):
+(:func:`sgdlab.measure.curvature.hvp.hessian_matrix`, d = 2410, by blocks of vmapped HVPs).
+Over several start vectors (seeds):
 
 * Lanczos (``hessian_eigs``, tol = 1e-3) with the residual bound and with the gap bound:
   HVPs, time, and the true relative error of the returned λ_max;

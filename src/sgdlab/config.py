@@ -38,7 +38,7 @@ from sgdlab.validation import validate_section
 
 #: bumped whenever the same config would give different results (engine or component
 #: changes), so that stores never serve runs computed by older code as current ones
-HASH_VERSION = 2
+HASH_VERSION = 3
 
 
 def _normalize(value: Any) -> Any:

@@ -9,18 +9,17 @@
 
 from __future__ import annotations
 
-# isort: off  (registration order is the order of `sgdlab --help`)
-from sgdlab.cli import (
-    lab,  # noqa: F401
-    measure,  # noqa: F401
-    runs,  # noqa: F401
-)
-
-# isort: on
+from sgdlab.cli import lab, measure, runs  # noqa: F401  (register the commands)
 from sgdlab.cli._util import Terminated
 from sgdlab.cli.app import app
 
 __all__ = ["app", "main"]
+
+#: the order of `sgdlab --help`
+COMMAND_ORDER = (
+    "run", "runs", "show", "problems", "optimizers", "sharpness", "landscape", "advise", "demo",
+)  # fmt: skip
+app.registered_commands.sort(key=lambda c: COMMAND_ORDER.index(c.name or ""))
 
 
 def main() -> None:  # pragma: no cover

@@ -42,12 +42,6 @@ def mean_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float, floa
     return m, m - half, m + half
 
 
-def ratio_ci(values: np.ndarray, reference: float, level: float = 0.95) -> tuple[float, ...]:
-    """``(mean/ref, lo/ref, hi/ref)`` of :func:`mean_ci` (reference > 0)."""
-    m, lo, hi = mean_ci(values, level)
-    return m / reference, lo / reference, hi / reference
-
-
 def bootstrap_ci(
     values: np.ndarray,
     statistic: Callable[[np.ndarray], float],

@@ -163,7 +163,8 @@ def chain(*transforms: Transform) -> Transform:
     Example:
         >>> sgd = chain(add_decayed_weights(0.0), scale_by_learning_rate())
         >>> W = torch.ones(2, 3, dtype=torch.float64)
-        >>> u, _ = sgd.update(W, sgd.init(W), W, StepInputs(torch.tensor([0.1, 0.5])))
+        >>> lr = torch.tensor([0.1, 0.5], dtype=torch.float64)
+        >>> u, _ = sgd.update(W, sgd.init(W), W, StepInputs(lr))
         >>> (W + u)[:, 0].tolist()
         [0.9, 0.5]
     """

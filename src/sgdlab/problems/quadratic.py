@@ -26,6 +26,7 @@ import torch
 from pydantic import Field, field_validator, model_validator
 from torch import Tensor
 
+from sgdlab.errors import ConfigError
 from sgdlab.problems.base import PerSampleLossModule, Problem, ProblemParams, mean_of_outputs
 from sgdlab.problems.registry import register
 from sgdlab.rng import Streams
@@ -95,8 +96,6 @@ class Quadratic(Problem):
             C = p.noise_std**2 * (Q * lam) @ Q.T
         else:
             if p.noise_diag is None or len(p.noise_diag) != d:
-                from sgdlab.errors import ConfigError
-
                 raise ConfigError(
                     "problem.noise_diag", f"noise='diagonal' needs noise_diag with {d} variances"
                 )
@@ -110,8 +109,6 @@ class Quadratic(Problem):
             else torch.tensor(ws, dtype=torch.float64)
         )
         if w_star.shape != (d,):
-            from sgdlab.errors import ConfigError
-
             raise ConfigError("problem.w_star", f"needs a scalar or {d} values")
         self._w_star = w_star.to(dtype)
         self.n = p.n

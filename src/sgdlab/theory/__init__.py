@@ -81,6 +81,8 @@ from sgdlab.theory.rates import (
     gd_contraction_factor,
     gd_quadratic_bound,
     gd_strongly_convex_bound,
+    quadratic_moments,
+    uniform_average_bound,
 )
 
 __all__ = [
@@ -123,6 +125,7 @@ __all__ = [
     "optimal_step",
     "ou_isotropic_covariance",
     "ou_stationary_covariance",
+    "quadratic_moments",
     "saddle_unstable_second_moment",
     "scale_learning_rate",
     "sgd_saddle_escape_steps",
@@ -138,4 +141,5 @@ __all__ = [
     "stability_threshold",
     "steps_to_target",
     "tradeoff_residual",
+    "uniform_average_bound",
 ]

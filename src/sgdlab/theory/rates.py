@@ -14,6 +14,7 @@ References:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import numpy as np
@@ -78,19 +79,57 @@ def expected_suboptimality_quadratic(
         Array of length T + 1.
     """
     lam = as_vector(A_eigs)
+    moments = _eigen_moments(lam, C_diag, b, w0_minus_wstar, schedule_values, n)
+    return np.array([0.5 * float(np.sum(lam * (m**2 + v))) for m, v in moments])
+
+
+def _eigen_moments(
+    lam: FloatArray,
+    C_diag: ArrayLike,
+    b: int,
+    w0_minus_wstar: ArrayLike,
+    schedule_values: ArrayLike,
+    n: int | None,
+) -> Iterator[tuple[FloatArray, FloatArray]]:
+    """The exact recursion of SGD on the quadratic, per eigen-direction: yields the mean m_t
+    and variance v_t of Qᵀ(w_t − w*) for t = 0..T, with m ← (1 − η_tλ)m and
+    v ← (1 − η_tλ)² v + η_t² κ c/b (κ the finite-population factor)."""
     c = as_vector(C_diag, lam.size)
     m = as_vector(w0_minus_wstar, lam.size).copy()
     etas = as_vector(schedule_values)
     kappa = finite_population_factor(b, n)
     v = np.zeros_like(lam)
-    out = np.empty(etas.size + 1)
-    out[0] = 0.5 * float(np.sum(lam * m**2))
-    for t, eta in enumerate(etas):
+    yield m, v
+    for eta in etas:
         rho = 1.0 - eta * lam
         m = rho * m
         v = rho**2 * v + eta**2 * kappa * c / b
-        out[t + 1] = 0.5 * float(np.sum(lam * (m**2 + v)))
-    return out
+        yield m, v
+
+
+def quadratic_moments(
+    A_eigs: ArrayLike,
+    C_diag: ArrayLike,
+    b: int,
+    w0_minus_wstar: ArrayLike,
+    schedule_values: ArrayLike,
+    n: int | None = None,
+) -> tuple[FloatArray, FloatArray]:
+    """Exact E‖w_t − w*‖² and E‖g_t‖² (minibatch gradient at w_t), t = 0..T, on the quadratic.
+
+    From the same recursion as :func:`expected_suboptimality_quadratic`:
+    E‖e_t‖² = Σ (m² + v) and E‖g_t‖² = Σ λ²(m² + v) + κ tr(C)/b.
+
+    Returns:
+        ``(dist2 [T+1], grad2 [T+1])``.
+    """
+    lam = as_vector(A_eigs)
+    noise = finite_population_factor(b, n) * float(as_vector(C_diag, lam.size).sum()) / b
+    e2 = [m**2 + v for m, v in _eigen_moments(lam, C_diag, b, w0_minus_wstar,
+                                              schedule_values, n)]  # fmt: skip
+    dist2 = np.array([float(x.sum()) for x in e2])
+    grad2 = np.array([float((lam**2 * x).sum()) + noise for x in e2])
+    return dist2, grad2
 
 
 def expected_suboptimality_averaged_quadratic(
@@ -149,6 +188,28 @@ def averaged_sgd_bound(schedule_values: ArrayLike, R2: float, G2: ArrayLike) -> 
     etas = as_vector(schedule_values)
     g2 = np.broadcast_to(np.asarray(G2, dtype=np.float64), etas.shape)
     return float((R2 + np.sum(etas**2 * g2)) / (2.0 * np.sum(etas)))
+
+
+def uniform_average_bound(schedule_values: ArrayLike, D2: float, G2: ArrayLike) -> float:
+    """Convex bound for the uniform average w̄ = (1/T) Σ_{t<T} w_t with nonincreasing steps.
+
+    For convex F, unbiased gradients with E‖g_t‖² ≤ G_t² and E‖w_t − w*‖² ≤ D² for t < T,
+    summing E[F(w_t) − F*] ≤ (E‖e_t‖² − E‖e_{t+1}‖²)/(2η_t) + η_t G_t²/2 and using Jensen:
+
+        E F(w̄_T) − F* ≤ [D²/(2η_{T−1}) + ½ Σ_{t<T} η_t G_t²] / T.
+
+    With η_t = η₀/√(t+1) this is O(1/√T) (Nemirovski et al. 2009, §2.2; Bubeck 2015, §6.1).
+
+    Args:
+        schedule_values: (η_0, …, η_{T−1}), nonincreasing and positive.
+        D2: bound on E‖w_t − w*‖² along the path.
+        G2: bound on E‖g_t‖², a scalar or one value per step.
+    """
+    etas = as_vector(schedule_values)
+    if np.any(np.diff(etas) > 0) or np.any(etas <= 0):
+        raise ValueError("the bound needs positive, nonincreasing steps")
+    g2 = np.broadcast_to(np.asarray(G2, dtype=np.float64), etas.shape)
+    return float((D2 / (2.0 * etas[-1]) + 0.5 * np.sum(etas * g2)) / etas.size)
 
 
 def averaged_sgd_optimal_constant_step(R: float, G: float, T: int) -> tuple[float, float]:

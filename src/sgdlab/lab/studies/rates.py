@@ -13,7 +13,7 @@ recorded steps in [T/20, T], CI by a bootstrap over chains):
 * η_t = β/(γ + t), β > 1/μ: slope of E F(w_T) − F* (BCN 2018 Thm 4.7: O(1/T)); the
   level at T against the exact recursion; the Thm 4.7 bound must hold;
 * η_t = η₀/√(t + 1), on both problems (strongly convex is convex: the convex claim): the
-  article's O(1/√T) bound (:func:`sgdlab.theory.rates_extra.uniform_average_bound`) as an
+  article's O(1/√T) bound (:func:`sgdlab.theory.rates.uniform_average_bound`) as an
   upper bound on the averaged iterate's level — on the strongly convex problem the average
   is faster (≈ 1/T), which is reported. The last-iterate and averaged slopes are compared
   with the exact recursions' slopes under a separate claim: an engine check, not the
@@ -43,8 +43,9 @@ from sgdlab.theory.rates import (
     fit_geometric_rate,
     fit_loglog_slope,
     gd_contraction_factor,
+    quadratic_moments,
+    uniform_average_bound,
 )
-from sgdlab.theory.rates_extra import quadratic_moments, uniform_average_bound
 
 CLAIM_SC = "For strongly convex F with η_t ∝ 1/t, E[F(w_T)] − F* = O(1/T) (§3.2 D)."
 CLAIM_CVX = "For convex F with η_t ∝ 1/√t, E[F(w_T)] − F* = O(1/√T) (§3.2 D)."
@@ -186,7 +187,7 @@ class Rates(Study):
                     out.append(self.finding(
                         claim, f"{key}: averaged iterate at T={T} ≤ O(1/√T) bound", m, (lo, hi),
                         predicted=float(bnd[-1]), rule="upper_bound", figure=fname,
-                        ci_method=T_INTERVAL, theory="theory.rates_extra.uniform_average_bound",
+                        ci_method=T_INTERVAL, theory="theory.rates.uniform_average_bound",
                         measured_slope=afit.slope, bound_slope=ols_slope(Ta, bnd),
                     ))
                     ax = axes[0] if key == "sc" else axes[1]

@@ -1,11 +1,14 @@
-"""rates_extra: exact moments against simulation; the uniform-average bound holds."""
+"""theory.rates: exact moments against simulation; the uniform-average bound holds."""
 
 import numpy as np
 import torch
 
 from sgdlab.lab.executor import run_config
-from sgdlab.theory.rates import expected_suboptimality_averaged_quadratic
-from sgdlab.theory.rates_extra import quadratic_moments, uniform_average_bound
+from sgdlab.theory.rates import (
+    expected_suboptimality_averaged_quadratic,
+    quadratic_moments,
+    uniform_average_bound,
+)
 
 
 def test_moments_match_simulation():
