@@ -125,7 +125,7 @@ def test_findings_table_keeps_bracketed_labels():
     f = Finding(
         study="schedules", claim="c", quantity="final E F(w_T) − F* [inverse_sqrt: 1/√(t + 1)]",
         measured=1.0, ci_low=0.5, ci_high=1.5, predicted=None, tolerance=0.0,
-        verdict="disagrees", figure=None, details={},
+        verdict="disagrees", kind="article", figure=None, details={},
     )  # fmt: skip
     console = Console(record=True, width=200)
     console.print(findings_table([f]))

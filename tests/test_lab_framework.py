@@ -33,11 +33,58 @@ def test_verdict_rules():
     assert F.verdict_sign(-0.3, -0.1, -1) == "agrees"
     assert F.verdict_exact(0.0, 1.0) == "disagrees"
     assert F.verdict_exact(1.0, None) == "no_claim"
-    f = F.make_finding("s", "c", "q", 1.0, (0.99, 1.01), predicted=1.0, tolerance=0.05, rule="band")
-    assert f.verdict == "agrees" and f.details["rule"] == "band"
+    assert F.verdict_contains(0.9, 1.1, 1.0, 0.0) == "agrees"
+    assert F.verdict_contains(1.05, 1.1, 1.0, 0.0) == "disagrees"
+    assert F.verdict_contains(1.05, 1.1, 1.0, 0.06) == "agrees"  # a stated bias closes the gap
+    assert F.verdict_contains(float("nan"), 1.1, 1.0, 0.0) == "inconclusive"
+    assert F.verdict_inside(2, 3, 1, 4) == "agrees" and F.verdict_inside(5, 6, 1, 4) == "disagrees"
+    f = F.make_finding("s", "c", "q", 1.0, (0.99, 1.01), kind="article", predicted=1.0,
+                       tolerance=0.05, tolerance_derivation="a model error", rule="band")
+    assert f.verdict == "agrees" and f.details["rule"] == "band" and f.inside_ci
     assert F.Finding.from_dict(json.loads(json.dumps(f.to_dict()))) == f
-    with pytest.raises(ValueError):
-        F.make_finding("s", "c", "q", 1.0, (0, 2), predicted=1.0, rule="nope")
+    assert f.to_dict()["prediction_inside_ci"] is True
+    with pytest.raises(ValueError, match="rule"):
+        F.make_finding("s", "c", "q", 1.0, (0, 2), kind="article", predicted=1.0, rule="nope")
+
+
+def test_findings_need_a_kind_and_a_derived_tolerance():
+    with pytest.raises(ValueError, match="kind"):
+        F.make_finding("s", "c", "q", 1.0, (0, 2), kind="opinion", predicted=1.0,
+                       rule="contains")  # fmt: skip
+    with pytest.raises(ValueError, match="derivation"):
+        F.make_finding("s", "c", "q", 1.0, (0, 2), kind="article", predicted=1.0,
+                       tolerance=0.1, rule="band")  # fmt: skip
+
+
+def test_contains_records_power_and_bounds_record_tightness():
+    f = F.make_finding("s", "c", "q", 1.0, (0.9, 1.1), kind="engine-check", predicted=1.2,
+                       rule="contains")  # fmt: skip
+    assert f.verdict == "disagrees" and f.inside_ci is False
+    # SE = 0.1/1.96, detectable with 80% power: (1.96 + 0.84)·SE
+    assert f.details["detectable_80"] == pytest.approx((1.959964 + 0.841621) * 0.1 / 1.959964)
+    b = F.make_finding("s", "c", "q", 2.0, (1.5, 2.5), kind="bound", predicted=8.0,
+                       rule="upper_bound")  # fmt: skip
+    assert b.verdict == "agrees" and b.details["tightness"] == 0.25 and b.inside_ci is None
+    lo = F.make_finding("s", "c", "q", 2.0, (1.5, 2.5), kind="article", predicted=1.0,
+                        rule="lower_bound")  # fmt: skip
+    assert lo.verdict == "agrees"
+    r = F.make_finding("s", "c", "q", 2.0, (1.5, 2.5), kind="article", predicted=None,
+                       rule="report")  # fmt: skip
+    assert r.verdict == "no_claim"
+    a = F.make_finding("s", "c", "q", 1.0, None, kind="analytic", predicted=0.0, rule="exact")
+    assert a.verdict == "disagrees" and np.isnan(a.ci_low) and a.to_dict()["ci_low"] is None
+
+
+def test_tally_and_multiplicity():
+    cases = [("article", 1.0), ("article", 2.0), ("engine-check", 1.0)]
+    fs = [F.make_finding("s", "c", f"q{i}", 1.0, (0.9, 1.1), kind=k, predicted=p,
+                         rule="contains") for i, (k, p) in enumerate(cases)]
+    assert F.tally(fs, "article") == {"agrees": 1, "disagrees": 1, "inconclusive": 0,
+                                      "no_claim": 0}  # fmt: skip
+    m = F.multiplicity(fs)
+    assert m["article"]["judged"] == 2
+    assert m["article"]["familywise_error"] == pytest.approx(1 - 0.95**2)
+    assert m["engine-check"]["expected_false_disagrees"] == pytest.approx(0.05)
 
 
 def test_mean_ci_covers_truth():
@@ -76,7 +123,8 @@ class _Tiny(Study):
     def analyze(self, runs, ctx: Context):
         _, v = runs["a"].metric("suboptimality")
         m, lo, hi = mean_ci(v[:, -1])
-        return [self.finding(TINY_CLAIM, "final", m, (lo, hi), predicted=m, tolerance=10 * m,
+        return [self.finding(TINY_CLAIM, "final", m, (lo, hi), kind="engine-check",
+                             predicted=m, tolerance=10 * m, tolerance_derivation="test",
                              rule="band", figure="", b_sum=float(runs["b"].final_params.sum()),
                              a_sum=float(np.nansum(v)))]
 
@@ -160,3 +208,28 @@ def test_cli_run_tiny(tmp_path):
 
 def teardown_module(module):
     STUDIES.pop("_tiny", None)
+
+
+def test_bootstrap_groups_resamples_within_each_group():
+    from sgdlab.lab.stats import bootstrap_groups
+
+    rng = np.random.default_rng(3)
+    g = [rng.normal(0, 1, 50), rng.normal(10, 1, 5)]
+    est, lo, hi = bootstrap_groups(g, lambda gs: gs[1].mean() - gs[0].mean(), seed=1)
+    assert est == pytest.approx(g[1].mean() - g[0].mean())
+    assert lo < est < hi and 8 < lo and hi < 12  # group sizes kept: never a 50-from-5 draw
+
+
+def test_zero_limit_recovers_the_intercept_and_states_its_model_error():
+    from sgdlab.lab.stats import zero_limit
+
+    rng = np.random.default_rng(4)
+    x = np.array([0.005, 0.01, 0.02, 0.04])
+    ref = np.array([2.0, 4.0, 8.0, 16.0])
+    truth = 1.0 + 6.0 * x  # r(x) = 1 + 6x exactly: the linear fit is right, the quadratic adds 0
+    groups = [ref[i] * truth[i] * (1 + 0.01 * rng.standard_normal(40)) for i in range(4)]
+    z = zero_limit(x, groups, ref, seed=5)
+    assert z["ci"][0] <= 1.0 <= z["ci"][1]
+    assert z["model_error"] < 0.02 and z["slope"] == pytest.approx(6.0, abs=1.0)
+    bent = [ref[i] * (1 + 6 * x[i] - 100 * x[i] ** 2) * np.ones(40) for i in range(4)]
+    assert zero_limit(x, bent, ref, seed=5)["model_error"] > 0.01  # curvature is seen

@@ -127,3 +127,39 @@ def test_nan_metrics_round_trip(tmp_path):
     with Store(path, read_only=True) as db:
         _, stored = db.metric(res.run_id, "suboptimality")
     np.testing.assert_array_equal(stored, sub)  # NaN positions included
+
+
+def test_store_of_schema_1_is_migrated(tmp_path):
+    """A store written before findings had a kind (schema 1) opens read-only as it is and is
+    migrated on the first writable open; its old findings read back as article findings."""
+    import duckdb
+
+    from sgdlab.store.connection import SCHEMA_VERSION
+
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("""CREATE TABLE runs (run_id VARCHAR PRIMARY KEY, kind VARCHAR, name VARCHAR,
+        status VARCHAR, config_json VARCHAR, config_hash VARCHAR, seed_entropy VARCHAR,
+        streams_json VARCHAR, problem_json VARCHAR, chains INTEGER, steps BIGINT,
+        sgdlab_version VARCHAR, torch_version VARCHAR, python_version VARCHAR, platform VARCHAR,
+        created_at TIMESTAMP, finished_at TIMESTAMP, wall_seconds DOUBLE, n_diverged INTEGER,
+        error VARCHAR)""")
+    con.execute("""CREATE TABLE findings (run_id VARCHAR, study VARCHAR, claim VARCHAR,
+        quantity VARCHAR, measured DOUBLE, ci_low DOUBLE, ci_high DOUBLE, predicted DOUBLE,
+        tolerance DOUBLE, verdict VARCHAR, figure VARCHAR, details_json VARCHAR,
+        created_at TIMESTAMP)""")
+    con.execute("CREATE TABLE schema_info (version INTEGER)")
+    con.execute("INSERT INTO schema_info VALUES (1)")
+    con.execute("""INSERT INTO findings VALUES ('s', 'old', 'c', 'q', 1, 0.5, 1.5, 1, 0,
+        'agrees', '', '{"rule": "band"}', now())""")
+    con.close()
+    with Store(path, read_only=True) as db:
+        (old,) = db.findings()
+    assert old["kind"] is None and old["verdict"] == "agrees"
+    with Store(path) as db:
+        (version,) = db.con.execute("SELECT max(version) FROM schema_info").fetchone()
+        (migrated,) = db.findings()
+    assert version == SCHEMA_VERSION == 2
+    from sgdlab.lab.findings import Finding
+
+    assert Finding.from_dict(migrated).kind == "article"

@@ -122,7 +122,8 @@ class StreamsConfig(_Section):
 class RecordConfig(_Section):
     every: int = Field(10, gt=0, description="record metrics every this many steps")
     objective: bool | Literal["auto"] = Field(
-        "auto", description="record the full objective F(w) (auto: when affordable)"
+        "auto", description="record the full objective F(w), F(w) − F* and ‖w − w*‖ "
+        "(auto: when affordable)"
     )
     average: bool = Field(False, description="also record the Polyak–Ruppert averaged iterate")
     average_start: int = Field(0, ge=0, description="first step included in the average")

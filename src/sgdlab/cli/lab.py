@@ -104,20 +104,32 @@ def run_cmd(
 
 
 def findings_table(findings: list) -> Table:
-    """The terminal table of findings (labels like ``[inverse_sqrt: …]`` are text, not
-    Rich markup)."""
-    from sgdlab.lab.report import fmt, predicted
+    """The terminal table of findings, article claims first, a section per kind with its
+    tally (labels like ``[inverse_sqrt: …]`` are text, not Rich markup)."""
+    from sgdlab.lab.findings import KINDS, tally
+    from sgdlab.lab.report import inside, measured, predicted
 
     table = Table(title="findings", title_justify="left")
-    for col in ("study", "quantity", "measured [95% CI]", "predicted ± tol", "verdict"):
+    for col in ("kind", "study", "quantity", "measured [95% CI]", "predicted", "in CI",
+                "verdict"):  # fmt: skip
         table.add_column(col)
     colors = {"agrees": "green", "disagrees": "red", "inconclusive": "yellow", "no_claim": "dim"}
-    for f in findings:
-        measured = f"{fmt(f.measured)} [{fmt(f.ci_low)}, {fmt(f.ci_high)}]"
+    for kind in KINDS:
+        rows = [f for f in findings if f.kind == kind]
+        if not rows:
+            continue
+        t = tally(findings, kind)
+        table.add_section()
         table.add_row(
-            escape(f.study), escape(f.quantity), escape(measured),
-            escape(predicted(f)), f"[{colors[f.verdict]}]{f.verdict.replace('_', ' ')}[/]",
+            f"[bold]{kind}[/]", "", f"[bold]{t['agrees']} agree, {t['disagrees']} disagree, "
+            f"{t['inconclusive']} inconclusive[/]", "", "", "", "",
         )  # fmt: skip
+        for f in rows:
+            table.add_row(
+                escape(kind), escape(f.study), escape(f.quantity), escape(measured(f)),
+                escape(predicted(f)), inside(f),
+                f"[{colors[f.verdict]}]{f.verdict.replace('_', ' ')}[/]",
+            )  # fmt: skip
     return table
 
 

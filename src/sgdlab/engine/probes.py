@@ -8,7 +8,8 @@ point), plus the final iterate w_T at step T:
 * ``lr`` — η_t of each chain;
 * ``objective`` — F(w_t) (closed form, or the full-data mean) when affordable;
 * ``suboptimality`` — F(w_t) − F* where F* is known;
-* ``dist_to_opt`` — ‖w_t − w*‖₂ where w* is known;
+* ``dist_to_opt`` — ‖w_t − w*‖₂ where w* is known (with the objective probes: when
+  ``record.objective`` is off, w* is never computed);
 * ``avg_objective`` / ``avg_suboptimality`` — the same for the Polyak–Ruppert average
   w̄_t = mean of w_s for average_start ≤ s ≤ t, when ``record.average`` is on;
 * ``noise_*`` — per-chain gradient-noise statistics of the minibatch when ``record.noise``
@@ -30,9 +31,9 @@ class ObjectiveProbe:
     def __init__(self, problem: Problem, enabled: bool) -> None:
         self.problem = problem
         self.enabled = enabled
+        # off: nothing that needs the problem's solution (a Newton solve for some problems)
         self.f_star = problem.f_star if enabled else None
-        w_star = problem.w_star
-        self.w_star = w_star
+        self.w_star = problem.w_star if enabled else None
 
     def record(
         self, rec: Recorder, step: int, W: Tensor, dead: Tensor, prefix: str = ""

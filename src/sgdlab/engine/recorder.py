@@ -26,7 +26,7 @@ class Recorder:
 
     def __init__(self) -> None:
         self._steps: dict[str, list[int]] = {}
-        self._values: dict[str, list[Tensor]] = {}
+        self._values: dict[str, list[np.ndarray]] = {}
 
     def add(
         self, name: str, step: int, values: Tensor | float, dead: Tensor | None = None
@@ -34,11 +34,11 @@ class Recorder:
         """Record ``values`` (``[K]``, or a number for one chain) of metric ``name`` at
         ``step``; chains marked in ``dead`` are recorded as NaN."""
         if isinstance(values, Tensor):
-            v = values.detach().to(torch.float64).cpu().reshape(-1)
+            v = values.detach().to(torch.float64).cpu().reshape(-1).numpy().copy()
+            if dead is not None and bool(dead.any()):
+                v = np.where(dead.cpu().numpy(), np.nan, v)
         else:
-            v = torch.tensor([float(values)], dtype=torch.float64)
-        if dead is not None and bool(dead.any()):
-            v = torch.where(dead.cpu(), torch.full_like(v, float("nan")), v)
+            v = np.array([float(values)])
         self._steps.setdefault(name, []).append(step)
         self._values.setdefault(name, []).append(v)
 
@@ -49,9 +49,6 @@ class Recorder:
     def result(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """``name -> (steps [n], values [K, n])``."""
         return {
-            name: (
-                np.asarray(self._steps[name], dtype=np.int64),
-                torch.stack(vals, dim=1).numpy(),
-            )
+            name: (np.asarray(self._steps[name], dtype=np.int64), np.stack(vals, axis=1))
             for name, vals in self._values.items()
         }

@@ -1,17 +1,28 @@
-"""The lab report: a Markdown table of findings (claim → measured [CI] → predicted → verdict)."""
+"""The lab report: Markdown tables of findings, article claims first, tallied by kind.
+
+Each kind (:data:`sgdlab.lab.findings.KINDS`) gets its own table and tally; the headline
+counts only ``article`` findings. Every nonzero tolerance is listed with its derivation, and
+the multiplicity of the tests is stated.
+"""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
 
-from sgdlab.lab.findings import Finding
+from sgdlab.lab.findings import Finding, multiplicity, tally
 
 _MARK = {
     "agrees": "✅ agrees",
     "disagrees": "❌ disagrees",
     "inconclusive": "❔ inconclusive",
     "no_claim": "➖ no claim",
+}
+_TITLES = {
+    "article": "Article claims (tested where they could fail)",
+    "engine-check": "Engine checks (the simulator against the exact model it implements)",
+    "bound": "Bounds (a theorem's inequality; tightness = measured / bound)",
+    "analytic": "Analytic facts (computed, not measured)",
 }
 
 
@@ -22,61 +33,113 @@ def fmt(x: float | None) -> str:
     return f"{x:.4g}"
 
 
+def measured(f: Finding) -> str:
+    """``m [lo, hi]``; an analytic finding has no interval (``holds`` / ``fails`` for a
+    yes/no quantity)."""
+    if f.kind == "analytic":
+        if f.details.get("rule") == "exact" and f.measured in (0.0, 1.0):
+            return "holds" if f.measured == 1.0 else "fails"
+        return fmt(f.measured)
+    return f"{fmt(f.measured)} [{fmt(f.ci_low)}, {fmt(f.ci_high)}]"
+
+
 def predicted(f: Finding) -> str:
-    """Theory's value as the verdict rule reads it: ± its tolerance, a bound, exact, or none."""
+    """The reference as the verdict rule reads it: ± its tolerance, a bound, a direction."""
     rule = f.details.get("rule")
+    tol = f" + {fmt(f.tolerance)}" if f.tolerance else ""
     if rule == "upper_bound":
-        return f"≤ {fmt(f.predicted)} (bound)"
+        return f"≤ {fmt(f.predicted)}{tol}"
+    if rule == "lower_bound":
+        return f"≥ {fmt(f.predicted)}{' − ' + fmt(f.tolerance) if f.tolerance else ''}"
     if rule == "exact":
-        return "— (no claim)" if f.predicted is None else f"{fmt(f.predicted)} (exact)"
-    return "— (direction)" if f.predicted is None else f"{fmt(f.predicted)} ± {fmt(f.tolerance)}"
+        if f.predicted is None:
+            return "— (no claim)"
+        yes_no = {1.0: "holds", 0.0: "fails"}
+        return yes_no.get(f.predicted, fmt(f.predicted))
+    if rule == "report":
+        return "— (no claim)"
+    if rule == "inside":
+        a, b = f.details.get("range", (None, None))
+        return f"in [{fmt(a)}, {fmt(b)}]"
+    if f.predicted is None:
+        return "— (direction)"
+    return f"{fmt(f.predicted)} ± {fmt(f.tolerance)}" if f.tolerance else fmt(f.predicted)
 
 
-def findings_table(findings: list[Finding]) -> str:
-    """The Markdown table of findings."""
+def inside(f: Finding) -> str:
+    """The "prediction inside CI" column: yes / no / blank."""
+    flag = f.inside_ci
+    return "" if flag is None else "yes" if flag else "no"
+
+
+def _tally_line(findings: list[Finding], kind: str) -> str:
+    t = tally(findings, kind)
+    n = sum(t.values())
+    parts = [f"{t['agrees']} agree", f"{t['disagrees']} disagree",
+             f"{t['inconclusive']} inconclusive"]  # fmt: skip
+    if t["no_claim"]:
+        parts.append(f"{t['no_claim']} reported without a claim")
+    return f"{n} findings: " + ", ".join(parts)
+
+
+def findings_table(findings: list[Finding], numbers: dict[int, int]) -> str:
+    """The Markdown table of some findings (``numbers``: id(finding) → derivation note)."""
     lines = [
-        "| study | claim | quantity | measured [95% CI] | predicted ± tol | verdict | figure |",
+        "| study | quantity | measured [95% CI] | predicted | in CI | verdict | figure |",
         "|---|---|---|---|---|---|---|",
     ]
     for f in findings:
-        pred = predicted(f)
-        meas = f"{fmt(f.measured)} [{fmt(f.ci_low)}, {fmt(f.ci_high)}]"
+        note = f" [{numbers[id(f)]}]" if id(f) in numbers else ""
         fig = f"[{f.figure}]({f.figure})" if f.figure else ""
-        claim = f.claim.replace("|", "\\|")
         lines.append(
-            f"| {f.study} | {claim} | {f.quantity.replace('|', '/')} | {meas} | {pred} | "
-            f"{_MARK.get(f.verdict, f.verdict)} | {fig} |"
+            f"| {f.study} | {f.quantity.replace('|', '/')} | {measured(f)} | "
+            f"{predicted(f)}{note} | {inside(f)} | {_MARK.get(f.verdict, f.verdict)} | {fig} |"
         )
     return "\n".join(lines)
 
 
 def write_report(findings: list[Finding], out: Path, quick: bool = False) -> Path:
     """Write ``report.md`` into ``out`` and return its path."""
-    counts = {v: sum(f.verdict == v for f in findings) for v in _MARK}
     mode = "quick" if quick else "full"
+    multi = multiplicity(findings)
+    art = multi["article"]
     text = [
         "# sgdlab lab report",
         "",
-        f"Mode: **{mode}**. {len(findings)} findings: {counts['agrees']} agree, "
-        f"{counts['disagrees']} disagree, {counts['inconclusive']} inconclusive"
-        + (
-            f"; {counts['no_claim']} reported where the article makes no claim."
-            if counts["no_claim"]
-            else "."
-        ),
+        f"Mode: **{mode}**. **Article claims: {_tally_line(findings, 'article')}.** "
+        "Engine checks, bounds and analytic facts are tallied apart: they test the simulator "
+        "or restate mathematics, not the article.",
         "",
-        "Confidence intervals come from the independent chains of each run (the method of "
-        "each finding is in `findings.json` → `details.ci`): a t-interval of the mean over "
-        "chains, or a percentile bootstrap over chains seeded from the `probe` stream.",
-        "Verdict rules (`details.rule`): **band** — agrees if the whole CI lies in "
-        "predicted ± tol, disagrees if it misses the band, else inconclusive; "
-        "**upper_bound** — agrees if the CI's top is below the bound; **positive/negative** — "
-        "direction only; **exact** — analytic yes/no against the article's implied value "
-        "(no claim where it implies none).",
+        f"Multiplicity: each judged finding is a 5%-level test. With {art['judged']} article "
+        f"findings, {art['expected_false_disagrees']:.2f} false \"disagrees\" are expected if "
+        f"every claim held, and the chance of at least one is {art['familywise_error']:.0%}; "
+        f"for the {multi['engine-check']['judged']} engine checks it is "
+        f"{multi['engine-check']['familywise_error']:.0%}.",
         "",
-        findings_table(findings),
+        "Intervals come from independent chains (the method of each finding is in "
+        "`findings.json` → `details.ci`). Verdict rules (`details.rule`, see `docs/lab.md`): "
+        "**contains** — agrees if the CI meets predicted ± tol (tol: a computed bias of the "
+        "reference); **band** — agrees if the whole CI lies in predicted ± tol (tol: a "
+        "computed model error), disagrees if it misses it; **upper/lower bound**, "
+        "**positive/negative**, **inside**, **exact** (analytic yes/no). Numbered notes give "
+        "each tolerance's derivation.",
         "",
     ]
+    numbers: dict[int, int] = {}
+    notes: list[str] = []
+    for f in findings:
+        derivation = f.details.get("tolerance_derivation")
+        if derivation:
+            numbers[id(f)] = len(notes) + 1
+            notes.append(f"{len(notes) + 1}. {f.study} — {f.quantity}: tol = "
+                         f"{fmt(f.tolerance)}; {derivation}")  # fmt: skip
+    for kind, title in _TITLES.items():
+        rows = [f for f in findings if f.kind == kind]
+        if rows:
+            text += [f"## {title}", "", _tally_line(findings, kind) + ".", ""]
+            text += [findings_table(rows, numbers), ""]
+    if notes:
+        text += ["## Tolerance derivations", "", *notes, ""]
     figures = sorted({f.figure for f in findings if f.figure})
     if figures:
         text += ["## Figures", ""] + [f"![{fig}]({fig})" for fig in figures] + [""]

@@ -21,7 +21,7 @@ from sgdlab.config import load_config
 from sgdlab.engine.result import RunResult
 from sgdlab.errors import SgdlabError
 from sgdlab.lab.executor import Executor, LocalExecutor
-from sgdlab.lab.findings import Finding
+from sgdlab.lab.findings import KINDS, Finding, multiplicity, tally
 from sgdlab.lab.report import write_report
 from sgdlab.lab.studies import all_studies
 from sgdlab.lab.study import Context, Study
@@ -155,7 +155,13 @@ def run_studies(
     fj = out_dir / "findings.json"
     fj.write_text(
         json.dumps(
-            {"quick": quick, "studies": names, "findings": [f.to_dict() for f in findings]},
+            {
+                "quick": quick,
+                "studies": names,
+                "tally": {kind: tally(findings, kind) for kind in KINDS},
+                "multiplicity": multiplicity(findings),
+                "findings": [f.to_dict() for f in findings],
+            },
             indent=2,
         )
     )

@@ -5,7 +5,9 @@ summary (a time average of F − F* over a window, a final value, a hitting time
 sample across chains. Two methods are used, and each finding names its own:
 
 * :func:`mean_ci` — **t-interval**: mean over chains ± t_{(1+level)/2, K−1} · s/√K.
-* :func:`bootstrap_ci` / :func:`theory.rates.fit_loglog_slope` — **bootstrap over chains**:
+* :func:`bootstrap_ci`, :func:`bootstrap_groups` (chains resampled within each of several
+  independent runs or groups) / :func:`theory.rates.fit_loglog_slope` — **bootstrap over
+  chains**:
   resample whole chains (rows) with replacement, recompute the statistic, take the
   percentile interval. The generator is seeded from the run's ``probe`` stream
   (:func:`probe_seed`), never the global RNG, so a finding is a function of its configs.
@@ -13,7 +15,7 @@ sample across chains. Two methods are used, and each finding names its own:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from scipy import stats as sps
@@ -70,6 +72,32 @@ def bootstrap_ci(
     return est, float(lo), float(hi)
 
 
+def bootstrap_groups(
+    groups: Sequence[np.ndarray],
+    statistic: Callable[[list[np.ndarray]], float],
+    seed: int,
+    level: float = 0.95,
+    n_boot: int = 2000,
+) -> tuple[float, float, float]:
+    """``(estimate, lo, hi)`` of a statistic of several independent groups of chains (e.g. one
+    group per run, or per learning rate): each resample draws the chains of every group
+    with replacement, within the group. Resamples whose statistic is not finite are dropped.
+    """
+    gs = [np.asarray(g, dtype=np.float64) for g in groups]
+    est = float(statistic(gs))
+    rng = np.random.default_rng(seed)
+    boots = []
+    for _ in range(n_boot):
+        s = float(statistic([g[rng.integers(0, len(g), len(g))] for g in gs]))
+        if np.isfinite(s):
+            boots.append(s)
+    if len(boots) < n_boot // 2:
+        return est, float("nan"), float("nan")
+    a = (1 - level) / 2
+    lo, hi = np.quantile(boots, [a, 1 - a])
+    return est, float(lo), float(hi)
+
+
 def window_mean(steps: np.ndarray, values: np.ndarray, start: int) -> np.ndarray:
     """Per-chain time average of ``values [K, n]`` over recorded steps ≥ ``start``: ``[K]``."""
     mask = np.asarray(steps) >= start
@@ -82,3 +110,47 @@ def groups(values: np.ndarray, n_groups: int) -> list[np.ndarray]:
     K = values.shape[0]
     size = K // n_groups
     return [values[g * size : (g + 1) * size] for g in range(n_groups)]
+
+
+def _intercept(x: np.ndarray, y: np.ndarray, degree: int = 1) -> float:
+    coef, *_ = np.linalg.lstsq(np.vander(x, degree + 1, increasing=True), y, rcond=None)
+    return float(coef[0])
+
+
+def zero_limit(
+    x: np.ndarray,
+    groups: Sequence[np.ndarray],
+    reference: np.ndarray,
+    seed: int,
+) -> dict:
+    """Extrapolate the ratio r(x) = mean(group) / reference to x → 0 (zero noise).
+
+    The leading correction of a small-noise expansion is linear in the noise parameter x
+    (η at fixed b, or 1/b at fixed η), so r = c₀ + a·x is fitted by least squares and c₀ gets
+    a bootstrap interval over the chains of every group (:func:`bootstrap_groups`). The
+    **model error** of the extrapolation is |c₀ − c₀'| with c₀' the intercept of the
+    quadratic fit c₀' + a'x + b'x² (the next order of the expansion): how much the limit
+    moves when the correction is allowed to bend.
+
+    Returns:
+        ``{"estimate", "ci": (lo, hi), "model_error", "slope", "quadratic_intercept",
+        "ratios": r}``.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    ref = np.asarray(reference, dtype=np.float64)
+    r = np.array([float(np.mean(g)) for g in groups]) / ref
+
+    def stat(gs: list[np.ndarray]) -> float:
+        return _intercept(x, np.array([g.mean() for g in gs]) / ref)
+
+    est, lo, hi = bootstrap_groups(groups, stat, seed)
+    quad = _intercept(x, r, degree=2) if len(x) >= 3 else est
+    slope = float(np.linalg.lstsq(np.vander(x, 2, increasing=True), r, rcond=None)[0][1])
+    return {
+        "estimate": est,
+        "ci": (lo, hi),
+        "model_error": abs(est - quad),
+        "slope": slope,
+        "quadratic_intercept": quad,
+        "ratios": r,
+    }

@@ -55,7 +55,7 @@ class Study:
     def analyze(self, runs: dict[str, RunResult], ctx: Context) -> list[Finding]:
         raise NotImplementedError
 
-    def finding(self, claim: str, quantity: str, measured: float, ci: tuple[float, float],
-                **kw: Any) -> Finding:
+    def finding(self, claim: str, quantity: str, measured: float,
+                ci: tuple[float, float] | None, **kw: Any) -> Finding:
         """:func:`make_finding` with this study's name."""
         return make_finding(self.name, claim, quantity, measured, ci, **kw)

@@ -8,7 +8,9 @@ number of classes ``C``. Nothing is ever downloaded:
 * ``synthetic`` — a Gaussian mixture drawn from a torch generator (the ``data`` stream):
   class means μ_c ~ N(0, separation²/(2p) I) (so two class means are ≈ ``separation``
   apart), labels uniform on the C classes, x = μ_y + N(0, I) (the within-class noise is
-  drawn in float32, 4× faster, then widened), and then each label is replaced with
+  drawn in float32, 4× faster, then widened), feature j then scaled by (j + 1)^(−decay)
+  (``feature_decay``; 0 keeps them isotropic — an ill-conditioned problem needs a decay
+  and ``standardize: false``), and then each label is replaced with
   probability ``label_noise`` by a uniformly drawn class, drawn from the ``label_noise``
   stream (turning that stream off keeps the clean labels).
 * ``mnist`` — IDX files (raw or ``.gz``): a directory holding the standard
@@ -94,6 +96,7 @@ def make_synthetic(
     separation: float = 3.0,
     label_noise: float = 0.0,
     label_generator: torch.Generator | None = None,
+    feature_decay: float = 0.0,
 ) -> Dataset:
     """Gaussian-mixture classification data (see the module docstring).
 
@@ -112,6 +115,8 @@ def make_synthetic(
         yb = torch.randint(0, C, (m,), generator=generator)
         xb = torch.randn(m, p, generator=generator, dtype=torch.float32)
         X[start : start + m] = xb.to(torch.float64) + means[yb]
+        if feature_decay:
+            X[start : start + m] *= torch.arange(1, p + 1, dtype=torch.float64) ** -feature_decay
         if label_generator is None or label_noise == 0:
             y[start : start + m] = yb
             continue
@@ -240,6 +245,10 @@ class DataParams(ProblemParams):
     label_noise: float = Field(
         0.0, ge=0, le=1, description="synthetic: probability a label is redrawn uniformly"
     )
+    feature_decay: float = Field(
+        0.0, ge=0, description="synthetic: feature j scaled by (j+1)^(−decay) (ill-conditioning;"
+        " use with standardize: false)",
+    )
 
 
 @dataclass
@@ -275,6 +284,7 @@ def load_dataset(
             params.separation,
             params.label_noise,
             label_generator,
+            params.feature_decay,
         )
     if params.path is None:
         raise ConfigError("problem.path", f"dataset {name!r} reads a file: set problem.path")

@@ -57,7 +57,7 @@ class AnalysisTables(StoreBase):
     # ------------------------------------------------------------------ findings
     _FINDING_COLUMNS = (
         "study", "claim", "quantity", "measured", "ci_low", "ci_high", "predicted",
-        "tolerance", "verdict", "figure",
+        "tolerance", "verdict", "figure", "kind",
     )  # fmt: skip
 
     def write_findings(self, findings: Iterable[dict[str, Any]], session: str = "") -> None:
@@ -70,14 +70,18 @@ class AnalysisTables(StoreBase):
         try:
             for study in sorted({f["study"] for f in findings}):
                 self.con.execute("DELETE FROM findings WHERE study = ?", [study])
+            cols = ", ".join(self._FINDING_COLUMNS)
             rows = [
-                [session, *(f[c] for c in self._FINDING_COLUMNS),
+                [session, *(f.get(c) for c in self._FINDING_COLUMNS),
                  json.dumps(f.get("details", {}), default=str), created]
                 for f in findings
             ]  # fmt: skip
             if rows:
+                marks = ", ".join("?" * len(rows[0]))
                 self.con.executemany(
-                    "INSERT INTO findings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
+                    f"INSERT INTO findings (run_id, {cols}, details_json, created_at) "
+                    f"VALUES ({marks})",
+                    rows,
                 )
             self.con.commit()
         except BaseException:
@@ -86,7 +90,12 @@ class AnalysisTables(StoreBase):
 
     def findings(self, study: str | None = None) -> list[dict[str, Any]]:
         """The stored findings (of one study, or all), in insertion order, as dicts."""
-        cols = ", ".join(self._FINDING_COLUMNS)
+        present = {
+            r[0] for r in self.con.execute(
+                "SELECT column_name FROM duckdb_columns() WHERE table_name = 'findings'"
+            ).fetchall()
+        }  # fmt: skip
+        cols = ", ".join(c if c in present else f"NULL AS {c}" for c in self._FINDING_COLUMNS)
         sql = f"SELECT {cols}, details_json FROM findings"
         args: list[Any] = []
         if study:

@@ -14,7 +14,7 @@ from sgdlab._version import __version__
 from sgdlab.defaults import default_store_path
 from sgdlab.errors import StoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = [
     """CREATE TABLE IF NOT EXISTS runs (
@@ -32,7 +32,7 @@ _SCHEMA = [
     """CREATE TABLE IF NOT EXISTS findings (
         run_id VARCHAR, study VARCHAR, claim VARCHAR, quantity VARCHAR, measured DOUBLE,
         ci_low DOUBLE, ci_high DOUBLE, predicted DOUBLE, tolerance DOUBLE, verdict VARCHAR,
-        figure VARCHAR, details_json VARCHAR, created_at TIMESTAMP)""",
+        figure VARCHAR, details_json VARCHAR, created_at TIMESTAMP, kind VARCHAR)""",
     """CREATE TABLE IF NOT EXISTS measurements (
         run_id VARCHAR, chain INTEGER, name VARCHAR, value DOUBLE, details_json VARCHAR,
         created_at TIMESTAMP)""",
@@ -97,6 +97,19 @@ class StoreBase:
                 self.con.execute(stmt)
             if not self.con.execute("SELECT count(*) FROM schema_info").fetchone()[0]:
                 self.con.execute("INSERT INTO schema_info VALUES (?)", [SCHEMA_VERSION])
+            self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring a store written by an older schema up to :data:`SCHEMA_VERSION`.
+
+        * 1 → 2: findings get a ``kind`` column (article, engine-check, analytic, bound);
+          findings stored before have none (read back as ``article``).
+        """
+        (version,) = self.con.execute("SELECT max(version) FROM schema_info").fetchone()
+        if version < 2:
+            self.con.execute("ALTER TABLE findings ADD COLUMN IF NOT EXISTS kind VARCHAR")
+        if version < SCHEMA_VERSION:
+            self.con.execute("UPDATE schema_info SET version = ?", [SCHEMA_VERSION])
 
     # ------------------------------------------------------------ lifecycle
     def close(self) -> None:

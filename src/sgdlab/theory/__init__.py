@@ -12,6 +12,8 @@ Pure numpy/scipy functions, one topic per module:
 * :mod:`~sgdlab.theory.batch_size` — minibatch variance, noise scales, critical batch size,
   learning-rate scaling rules.
 * :mod:`~sgdlab.theory.escape` — strict-saddle escape times of GD and SGD.
+* :mod:`~sgdlab.theory.quadratic_forms` — Imhof's law of Gaussian quadratic forms; the exact
+  stationary probability that an SGD step increases F.
 
 Conventions (stated again in each module): mean-reduced loss; minibatch gradient noise
 covariance C/b with replacement, C/b·(N − b)/(N − 1) without; temperature of
@@ -65,6 +67,11 @@ from sgdlab.theory.noise_floor import (
     sgd_transient_excess_loss_eig,
     small_eta_noise_floor,
     stability_threshold,
+)
+from sgdlab.theory.quadratic_forms import (
+    quadratic_form_exceedance,
+    sgd_increase_matrix,
+    sgd_increase_probability,
 )
 from sgdlab.theory.rates import (
     RateFit,
@@ -125,9 +132,12 @@ __all__ = [
     "optimal_step",
     "ou_isotropic_covariance",
     "ou_stationary_covariance",
+    "quadratic_form_exceedance",
     "quadratic_moments",
     "saddle_unstable_second_moment",
     "scale_learning_rate",
+    "sgd_increase_matrix",
+    "sgd_increase_probability",
     "sgd_saddle_escape_steps",
     "sgd_sde_covariance",
     "sgd_stationary_covariance",

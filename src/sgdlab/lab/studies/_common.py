@@ -50,3 +50,21 @@ def save(fig, path) -> str:
 def errbar(ax, x, m, lo, hi, **kw) -> None:
     m, lo, hi = (np.asarray(a, float) for a in (m, lo, hi))
     ax.errorbar(x, m, yerr=[m - lo, hi - m], fmt="o", capsize=3, **kw)
+
+
+def machine() -> str:
+    """This machine in words (CPU model, cores, torch threads of a lab run), for findings
+    measured in seconds."""
+    import os
+    import platform
+
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            model = next(
+                (line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")),
+                model,
+            )
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} cores, 1 torch thread per run"
