@@ -63,12 +63,11 @@ QUICK_VERDICTS = {
     "schedules": [(A, "agrees")] * 3 + [(A, "no_claim")]
     + [(E, "agrees"), (X, "agrees"), (E, "agrees"), (X, "agrees"), (E, "agrees"),
        (X, "disagrees")] + [(E, "agrees"), (X, "no_claim")] * 4,
-    # β/(γ+t) fails the article's O(1/T) for βμ = ¼; the convex O(1/√T) slopes are not yet
-    # resolved at T = 4000
+    # β/(γ+t) fails the article's O(1/T) for βμ = ¼
     "rates": [(A, "disagrees"), (E, "agrees"), (A, "agrees"), (E, "agrees"), (A, "agrees"),
               (E, "agrees"), (B, "agrees")] + [(A, "agrees"), (E, "agrees")] * 2
-    + [(B, "agrees")] + [(A, "inconclusive"), (E, "agrees")] * 2 + [(B, "agrees"),
-                                                                    (E, "agrees"), (B, "agrees")],
+    + [(B, "agrees")] + [(A, "agrees"), (E, "agrees")] * 2 + [(B, "agrees"), (E, "agrees"),
+                                                              (B, "agrees")],
     "efficiency": [(A, "agrees")] * 3,
     "oscillation": [(E, "agrees"), (A, "no_claim"), (A, "no_claim")] * 2 + [(E, "agrees")] * 2,
 }

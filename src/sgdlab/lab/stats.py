@@ -57,19 +57,7 @@ def bootstrap_ci(
     Resamples whose statistic is not finite are dropped.
     """
     v = np.asarray(values, dtype=np.float64)
-    est = float(statistic(v))
-    rng = np.random.default_rng(seed)
-    K = v.shape[0]
-    boots = []
-    for _ in range(n_boot):
-        s = float(statistic(v[rng.integers(0, K, K)]))
-        if np.isfinite(s):
-            boots.append(s)
-    if len(boots) < n_boot // 2:
-        return est, float("nan"), float("nan")
-    a = (1 - level) / 2
-    lo, hi = np.quantile(boots, [a, 1 - a])
-    return est, float(lo), float(hi)
+    return bootstrap_groups([v], lambda gs: statistic(gs[0]), seed, level, n_boot)
 
 
 def bootstrap_groups(

@@ -56,7 +56,7 @@ def _settings(quick: bool) -> dict:
     if quick:
         return {"Ns": (100, 1000, 10000, 100000), "chains": 8, "sgd_steps": 2000,
                 "gd_steps": 60}
-    return {"Ns": (100, 1000, 10000, 100000, 1000000), "chains": 16, "sgd_steps": 4000,
+    return {"Ns": (100, 1000, 10000, 100000, 1000000), "chains": 8, "sgd_steps": 4000,
             "gd_steps": 80}
 
 
@@ -75,7 +75,8 @@ class Efficiency(Study):
             gd = {**base, "batch": {"sampling": "full", "size": None}}
             g[f"sgd/{n}"] = {**sgd, "chains": s["chains"] * len(SGD_LRS),
                              "optimizer": {"name": "sgd", "lr": list(SGD_LRS)},
-                             "steps": s["sgd_steps"], "record": {"every": 40, "objective": True}}
+                             "steps": s["sgd_steps"],
+                             "record": {"every": s["sgd_steps"] // 50, "objective": True}}
             g[f"gd/{n}"] = {**gd, "chains": len(GD_LRS),
                             "optimizer": {"name": "sgd", "lr": list(GD_LRS)},
                             "steps": s["gd_steps"], "record": {"every": 1, "objective": True}}

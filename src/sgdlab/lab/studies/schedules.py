@@ -67,7 +67,7 @@ class Schedules(Study):
     claim = "decaying schedules keep decreasing E F, a constant step levels off; Robbins–Monro"
 
     def _T(self, quick: bool) -> tuple[int, int]:
-        return (3000, 256) if quick else (20000, 1024)
+        return (3000, 256) if quick else (20000, 512)
 
     def _log(self, quick: bool) -> tuple[int, int]:
         return (3000, 32) if quick else (12000, 128)
