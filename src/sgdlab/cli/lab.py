@@ -1,4 +1,8 @@
-"""``sgdlab lab list / run`` and ``sgdlab demo``: the lab's studies from the command line."""
+"""``sgdlab lab list / run`` and ``sgdlab demo``: the lab's studies from the command line.
+
+``lab run`` shows one progress bar over all runs of the session (reused runs counted) and
+ends by printing the path of the interactive page (``report/index.html``).
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,9 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from sgdlab.cli._util import err, guarded, writable_dir
+from sgdlab.cli._util import error_line, guarded, writable_dir
 from sgdlab.cli.app import StoreOpt, app, console, store_path
 from sgdlab.errors import ConfigError
 
@@ -35,6 +38,29 @@ def list_cmd() -> None:
     console.print(table)
 
 
+ExecutorOpt = Annotated[
+    str | None,
+    typer.Option("--executor", help="local (in process), process (--workers processes) or ray "
+                 "(one Ray task per run; default: local, or process with --workers > 1)"),
+]  # fmt: skip
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option("--workers", help="worker processes (process), or CPUs of a local Ray instance"),
+]
+AddressOpt = Annotated[
+    str | None,
+    typer.Option("--address", help="Ray cluster to join (as `ray start --head` prints it, "
+                 "or 'auto'); with --executor ray"),
+]  # fmt: skip
+
+
+def executor_from_options(executor: str | None, workers: int | None, address: str | None):
+    """The executor of ``--executor`` / ``--workers`` / ``--address`` (one-line errors)."""
+    from sgdlab.lab.executor import make_executor
+
+    return make_executor(executor, workers, address)  # type: ignore[arg-type]
+
+
 @lab_app.command("run")
 @guarded
 def run_cmd(
@@ -45,10 +71,13 @@ def run_cmd(
     ] = False,
     store: Annotated[Path | None, typer.Option("--store", help=_STORE_HELP)] = None,
     out: Annotated[Path | None, typer.Option("--out", help=_OUT_HELP)] = None,
-    workers: Annotated[int, typer.Option("--workers", help="worker processes (1: in-process)")] = 1,
+    workers: WorkersOpt = None,
+    executor: ExecutorOpt = None,
+    address: AddressOpt = None,
 ) -> None:
-    """Run studies (reusing stored runs), then write findings.json, figures and report.md."""
-    from sgdlab.lab.executor import make_executor
+    """Run studies (reusing stored runs), then write findings.json, figures, report.md and
+    the interactive page index.html."""
+    from sgdlab.cli._progress import RunsProgress
     from sgdlab.lab.session import run_studies
     from sgdlab.lab.studies import all_studies
 
@@ -61,37 +90,17 @@ def run_cmd(
     bad = [n for n in selected if n not in registry]
     if bad:
         raise ConfigError("studies", f"unknown study {bad[0]!r}; studies: {', '.join(registry)}")
-    if workers < 1:
-        raise ConfigError("--workers", f"must be at least 1, got {workers}")
+    runner = executor_from_options(executor, workers, address)
     if store is not None and store.is_dir():
         raise ConfigError("--store", f"{store} is a folder; give a .duckdb file path")
     writable_dir(out, "--out")
     db_path = store_path(store)
     t0 = time.perf_counter()
-    with Progress(
-        TextColumn("[bold]{task.description:<14}[/]"),
-        BarColumn(),
-        TextColumn("{task.fields[status]}"),
-        TimeElapsedColumn(),
-        console=err,
-    ) as bar:
-        tasks: dict[str, int] = {}
-
-        def progress(event: str, study: str, done: int, total: int) -> None:
-            if study not in tasks:
-                tasks[study] = bar.add_task(study, total=max(total, 1), status="")
-            task = tasks[study]
-            if event == "run":
-                bar.update(task, completed=done, total=max(total, 1), status=f"{done}/{total} runs")
-            elif event == "analyze":
-                bar.update(task, status="analysing")
-
+    with RunsProgress() as bar:
         outcome = run_studies(
-            selected, quick=quick, store=db_path, out=out,
-            executor=make_executor(workers), progress=progress,
-        )  # fmt: skip
-        for study, task in tasks.items():
-            bar.update(task, status=f"done {outcome.per_study_seconds.get(study, 0):.1f}s")
+            selected, quick=quick, store=db_path, out=out, executor=runner, progress=bar
+        )
+        bar.finish(f"analysis {sum(outcome.per_study_seconds.values()):.1f}s")
     table = findings_table(outcome.findings)
     console.print(table)
     console.print(
@@ -101,6 +110,15 @@ def run_cmd(
     console.print(f"report:   {outcome.report.resolve()}")
     console.print(f"findings: {outcome.findings_json.resolve()}")
     console.print(f"figures:  {outcome.out.resolve()} ({len(outcome.figures)} PNG)")
+    for name, error in outcome.failures.items():
+        error_line(f"run {name} failed: {error}")
+    if outcome.skipped:
+        error_line(f"not analysed (a run failed): {', '.join(outcome.skipped)}; the other "
+                   "runs and findings are stored")  # fmt: skip
+    if outcome.html is not None:
+        console.print(f"page:     {outcome.html.resolve()}")
+    if outcome.failures:
+        raise typer.Exit(1)
 
 
 def findings_table(findings: list) -> Table:
@@ -143,4 +161,5 @@ def demo_cmd(
 
     For the single-run quick start instead: ``sgdlab run examples/quickstart.yaml``.
     """
-    run_cmd(names=None, all_=True, quick=True, store=store, out=out, workers=1)
+    run_cmd(names=None, all_=True, quick=True, store=store, out=out, workers=None, executor=None,
+            address=None)  # fmt: skip

@@ -1,14 +1,23 @@
-"""Executors: run a list of configs and return their results, in order.
+"""Executors: run a list of configs and return their outcomes, in order.
 
-The lab never calls the engine directly; it hands a grid to an :class:`Executor`:
+The lab and ``sgdlab sweep`` never call the engine directly; they hand a list of configs to
+an :class:`Executor`:
 
 * :class:`LocalExecutor` — in this process, one run after the other (the default);
-* :class:`ProcessExecutor` — a pool of worker processes (``spawn``), one run per task.
+* :class:`ProcessExecutor` — a pool of worker processes (``spawn``), one run per task;
+* :class:`RayExecutor` — one Ray task per run, on a local Ray instance or a cluster
+  (``address``); each task declares the CPUs it uses (``num_cpus`` = its torch threads).
 
 A run is a pure function of its config (every random number comes from the config's
-seeded streams), and both executors run each config with the same single torch thread, so
-they give bit-identical results; a distributed executor only has to keep those two
-properties. Executors never touch the store: the lab writes results from the main process.
+seeded streams), and every executor runs each config with the same single torch thread
+(:func:`run_config`), so they give bit-identical results (tested for all three). Executors
+never touch the store: they return results to the driver, which alone writes them
+(:mod:`sgdlab.lab.dispatch`).
+
+A run that raises, or whose worker dies, is one :class:`RunFailure` in the output (with its
+error, one line); the other runs still finish. Ray retries a task whose worker died
+(``max_retries``, 2 by default) before reporting it; a run that raises is not retried (it
+would raise again: runs are deterministic).
 
 Torch threads: small problems are dominated by per-step overhead, and intra-op threads
 that spin on a busy machine slow a run by 10–50×; runs therefore use ``threads`` (default
@@ -17,16 +26,38 @@ that spin on a busy machine slow a run by 10–50×; runs therefore use ``thread
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from typing import Any, Protocol
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
 
 import torch
 
 from sgdlab.api import run
 from sgdlab.engine.result import RunResult
+from sgdlab.errors import ConfigError
 
-Done = Callable[[int, RunResult], None]
+#: the executors ``sgdlab lab run`` and ``sgdlab sweep`` offer (``--executor``)
+EXECUTORS = ("local", "process", "ray")
+
+
+@dataclass(frozen=True)
+class RunFailure:
+    """A run that did not produce a result: the error, one line (``Type: message``)."""
+
+    error: str
+
+
+Outcome = RunResult | RunFailure
+Done = Callable[[int, Outcome], None]
+
+
+def failure(exc: BaseException) -> RunFailure:
+    """The :class:`RunFailure` of an exception: its type and the first line of its message."""
+    text = str(exc).strip().splitlines()
+    return RunFailure(f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__)
 
 
 def run_config(config: dict[str, Any], threads: int = 1) -> RunResult:
@@ -40,13 +71,14 @@ def run_config(config: dict[str, Any], threads: int = 1) -> RunResult:
 
 
 class Executor(Protocol):
-    """Runs configs; ``map`` returns one :class:`RunResult` per config, in input order.
+    """Runs configs; ``map`` returns one outcome (:class:`RunResult` or :class:`RunFailure`)
+    per config, in input order.
 
-    ``done(i, result)`` is called as each run finishes (in any order), e.g. to store it and
-    advance a progress bar.
+    ``done(i, outcome)`` is called in the calling process as each run finishes (in any
+    order), e.g. to store it and advance a progress display.
     """
 
-    def map(self, configs: Sequence[dict[str, Any]], done: Done | None = None) -> list[RunResult]:
+    def map(self, configs: Sequence[dict[str, Any]], done: Done | None = None) -> list[Outcome]:
         ...
 
 
@@ -56,10 +88,14 @@ class LocalExecutor:
     def __init__(self, threads: int = 1) -> None:
         self.threads = threads
 
-    def map(self, configs: Sequence[dict[str, Any]], done: Done | None = None) -> list[RunResult]:
-        out = []
+    def map(self, configs: Sequence[dict[str, Any]], done: Done | None = None) -> list[Outcome]:
+        out: list[Outcome] = []
         for i, cfg in enumerate(configs):
-            res = run_config(cfg, self.threads)
+            res: Outcome
+            try:
+                res = run_config(cfg, self.threads)
+            except Exception as exc:  # a failed run is reported; KeyboardInterrupt stops all
+                res = failure(exc)
             if done is not None:
                 done(i, res)
             out.append(res)
@@ -73,24 +109,147 @@ class ProcessExecutor:
         self.workers = workers
         self.threads = threads
 
-    def map(self, configs: Sequence[dict[str, Any]], done: Done | None = None) -> list[RunResult]:
+    def map(self, configs: Sequence[dict[str, Any]], done: Done | None = None) -> list[Outcome]:
         import multiprocessing as mp
 
+        out: list[Outcome | None] = [None] * len(configs)
         if not configs:
             return []
-        out: list[RunResult | None] = [None] * len(configs)
         ctx = mp.get_context("spawn")
         with ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx) as pool:
             futures = {pool.submit(run_config, c, self.threads): i for i, c in enumerate(configs)}
             for fut in as_completed(futures):
                 i = futures[fut]
-                res = fut.result()
+                res: Outcome
+                try:
+                    res = fut.result()
+                except BrokenProcessPool:
+                    res = RunFailure("BrokenProcessPool: a worker process died (killed?)")
+                except Exception as exc:
+                    res = failure(exc)
                 out[i] = res
                 if done is not None:
                     done(i, res)
         return [r for r in out if r is not None]
 
 
-def make_executor(workers: int = 1) -> LocalExecutor | ProcessExecutor:
-    """``LocalExecutor`` for ``workers <= 1``, else a ``ProcessExecutor``."""
-    return LocalExecutor() if workers <= 1 else ProcessExecutor(workers)
+class RayExecutor:
+    """Runs each config as a Ray task; results come back to the driver, in input order.
+
+    Args:
+        address: a Ray cluster (``ray start --head`` prints it, e.g. ``10.0.0.1:6379``,
+            or ``auto``); ``None`` uses the Ray instance this process already joined, else
+            starts a local one with ``num_cpus`` CPUs (default: all) and stops it after
+            :meth:`map`.
+        num_cpus: CPUs of a local instance started here (ignored with ``address``).
+        threads: torch threads per run, also the CPUs each task declares.
+        max_retries: times Ray reruns a task whose worker died before reporting it failed.
+        task: the function each task runs on ``(config, threads)`` (default
+            :func:`run_config`; it must be importable or picklable by the workers).
+
+    Every node needs the same sgdlab and torch as the driver (a cluster's nodes run the
+    same install, or a Ray ``runtime_env``). Results are bit-identical to
+    :class:`LocalExecutor`: each task calls the same :func:`run_config`.
+    """
+
+    def __init__(
+        self,
+        address: str | None = None,
+        num_cpus: int | None = None,
+        threads: int = 1,
+        max_retries: int = 2,
+        task: Callable[[dict[str, Any], int], RunResult] = run_config,
+    ) -> None:
+        self.address = address
+        self.num_cpus = num_cpus
+        self.threads = threads
+        self.max_retries = max_retries
+        self.task = task
+
+    def _connect(self) -> bool:
+        """Join or start Ray; ``True`` if this call started it (then :meth:`map` stops it)."""
+        ray = import_ray()
+        if ray.is_initialized():
+            return False
+        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+        if self.address is None:
+            kwargs["num_cpus"] = self.num_cpus or os.cpu_count() or 1
+        try:
+            ray.init(address=self.address, **kwargs)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise ConfigError(
+                "--address", f"cannot connect to Ray at {self.address!r}: {exc}; start one with "
+                "`ray start --head` and give the address it prints"
+            ) from None  # fmt: skip
+        return True
+
+    def map(self, configs: Sequence[dict[str, Any]], done: Done | None = None) -> list[Outcome]:
+        if not configs:
+            return []
+        ray = import_ray()
+        started = self._connect()
+        try:
+            remote = ray.remote(self.task).options(
+                num_cpus=self.threads, max_retries=self.max_retries, retry_exceptions=False
+            )
+            refs = [remote.remote(c, self.threads) for c in configs]
+            index = {ref: i for i, ref in enumerate(refs)}
+            out: list[Outcome | None] = [None] * len(configs)
+            pending = list(refs)
+            while pending:
+                ready, pending = ray.wait(pending, num_returns=1)
+                for ref in ready:
+                    i = index[ref]
+                    res: Outcome
+                    try:
+                        res = ray.get(ref)
+                    except ray.exceptions.RayTaskError as exc:  # the run raised
+                        res = failure(exc.cause if exc.cause is not None else exc)
+                    except ray.exceptions.RayError as exc:  # worker died after the retries
+                        res = failure(exc)
+                    out[i] = res
+                    if done is not None:
+                        done(i, res)
+            return [r for r in out if r is not None]
+        finally:
+            if started:
+                ray.shutdown()
+
+
+def import_ray() -> Any:
+    """The ``ray`` module, or a :class:`ConfigError` saying how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError(
+            "--executor", "ray is not installed; install it with `pip install 'sgdlab[ray]'`"
+        ) from None
+    return ray
+
+
+def make_executor(
+    kind: Literal["local", "process", "ray"] | None = None,
+    workers: int | None = None,
+    address: str | None = None,
+) -> LocalExecutor | ProcessExecutor | RayExecutor:
+    """The executor of ``--executor`` / ``--workers`` / ``--address``.
+
+    ``kind=None`` keeps the old meaning of ``--workers``: local for 1 (or none given),
+    processes above. ``workers`` is the number of processes of ``process`` (default: the
+    CPU count) and the CPUs of a local Ray instance (default: all); ``address`` is a Ray
+    cluster to join.
+    """
+    if workers is not None and workers < 1:
+        raise ConfigError("--workers", f"must be at least 1, got {workers}")
+    if kind is None:
+        kind = "local" if workers is None or workers <= 1 else "process"
+    if kind not in EXECUTORS:
+        raise ConfigError("--executor", f"must be one of {', '.join(EXECUTORS)}, got {kind!r}")
+    if address is not None and kind != "ray":
+        raise ConfigError("--address", "is a Ray cluster address: give it with --executor ray")
+    if kind == "ray":
+        import_ray()  # a missing Ray is a one-line error before anything runs
+        return RayExecutor(address=address, num_cpus=workers)
+    if kind == "local":
+        return LocalExecutor()
+    return ProcessExecutor(workers or os.cpu_count() or 1)

@@ -1,10 +1,11 @@
-"""Running studies: grid → (store cache | executor) → analysis → findings, figures, report.
+"""Running studies: grid → (store cache | executor) → analysis → findings, figures, reports.
 
-:func:`run_studies` collects the grids of the selected studies, looks up every config's
-hash in the store (:meth:`~sgdlab.store.Store.find_complete`) and loads those runs from it;
-the rest go to the executor, and each finished run is written to the store (kind ``lab``)
-from this process. Then each study analyses its runs, and ``findings.json``, the figures
-and ``report.md`` are written into the output folder.
+:func:`run_studies` collects the grids of the selected studies into one batch of runs and
+hands it to :func:`sgdlab.lab.dispatch.dispatch`: every config's hash is looked up in the
+store and those runs are loaded from it; the rest go to the executor together, and each
+finished run is written to the store (kind ``lab``) by this process — the only writer. Then
+each study analyses its runs, and ``findings.json``, the figures, ``report.md`` and the
+interactive page ``index.html`` (:mod:`sgdlab.lab.page`) are written into the output folder.
 """
 
 from __future__ import annotations
@@ -12,19 +13,19 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
-from sgdlab.config import load_config
 from sgdlab.engine.result import RunResult
 from sgdlab.errors import SgdlabError
+from sgdlab.lab.dispatch import Progress, dispatch
 from sgdlab.lab.executor import Executor, LocalExecutor
 from sgdlab.lab.findings import KINDS, Finding, multiplicity, tally
+from sgdlab.lab.page import lab_page, stored_runs, write_html
+from sgdlab.lab.page_runs import RunView
 from sgdlab.lab.report import write_report
 from sgdlab.lab.studies import all_studies
-from sgdlab.lab.study import Context, Study
+from sgdlab.lab.study import Context
 from sgdlab.store import Store, default_store_path, open_store
 
 DEFAULT_OUT = Path("sgdlab-results") / "report"
@@ -38,9 +39,6 @@ def _default_out(store: object) -> Path:
         return Path(store).parent / "report"
     return default_store_path().parent / "report" if store is None else DEFAULT_OUT
 
-#: callback(event, study, done, total): event is "start", "run" or "analyze"
-Progress = Callable[[str, str, int, int], None]
-
 
 @dataclass
 class LabOutcome:
@@ -52,48 +50,14 @@ class LabOutcome:
     runs_total: int = 0
     runs_reused: int = 0
     seconds: float = 0.0
+    #: analysis time of each study (its runs are executed together, before any analysis)
     per_study_seconds: dict[str, float] = field(default_factory=dict)
-
-
-def resolve_runs(
-    study: Study,
-    quick: bool,
-    db: Store | None,
-    executor: Executor,
-    progress: Progress | None = None,
-) -> tuple[dict[str, RunResult], int]:
-    """The runs of ``study``'s grid: reused from ``db`` by config hash, or executed."""
-    grid = study.grid(quick)
-    runs: dict[str, RunResult] = {}
-    todo: list[tuple[str, dict[str, Any]]] = []
-    reused = 0
-    for key, cfg in grid.items():
-        loaded = load_config(cfg)
-        # a run without a fixed seed is never a reproduction of this config: never reuse it
-        rid = (
-            db.find_complete(loaded.hash()) if db is not None and loaded.seed is not None else None
-        )
-        if rid is not None:
-            runs[key] = db.load_result(rid)
-            reused += 1
-        else:
-            todo.append((key, cfg))
-    total = len(grid)
-    if progress:
-        progress("run", study.name, reused, total)
-    count = [reused]
-
-    def done(i: int, res: RunResult) -> None:
-        if db is not None:
-            db.save_result(res, kind="lab", name=f"{study.name}/{todo[i][0]}")
-        count[0] += 1
-        if progress:
-            progress("run", study.name, count[0], total)
-
-    results = executor.map([c for _, c in todo], done)
-    for (key, _), res in zip(todo, results, strict=True):
-        runs[key] = res
-    return runs, reused
+    #: failed runs (``study/key`` → error); their studies are not analysed
+    failures: dict[str, str] = field(default_factory=dict)
+    #: the interactive page (``index.html``), ``None`` when not written
+    html: Path | None = None
+    #: studies left out because one of their runs failed
+    skipped: list[str] = field(default_factory=list)
 
 
 def run_studies(
@@ -105,8 +69,15 @@ def run_studies(
     executor: Executor | None = None,
     progress: Progress | None = None,
     use_store: bool = True,
+    html: bool = True,
 ) -> LabOutcome:
-    """Run the named studies; write findings.json, figures and report.md into ``out``.
+    """Run the named studies; write findings.json, figures, report.md and index.html into
+    ``out``.
+
+    All the studies' runs form one batch (:func:`sgdlab.lab.dispatch.dispatch`): reused from
+    the store by config hash or executed together, each finished run stored by this process.
+    A study with a failed run is not analysed (``LabOutcome.failures`` / ``skipped``); the
+    other studies' runs and findings still land.
 
     Args:
         names: registered study names (see ``sgdlab lab list``).
@@ -115,8 +86,11 @@ def run_studies(
         out: output folder (default: ``report/`` beside the store, so
             ``./sgdlab-results/report`` for the default store).
         executor: how runs are executed (default :class:`LocalExecutor`).
-        progress: optional callback ``(event, study, done, total)``.
+        progress: optional callback ``(event, label, done, total)``: the events of
+            :func:`~sgdlab.lab.dispatch.dispatch` (one count over all runs), then
+            ``"analyze"`` per study and ``"page"`` before the HTML page.
         use_store: ``False`` runs everything in memory (no reuse, nothing written).
+        html: also write the interactive page ``index.html``.
     """
     start = time.perf_counter()
     registry = all_studies()
@@ -126,29 +100,37 @@ def run_studies(
     out_dir = Path(out) if out is not None else _default_out(store if use_store else None)
     out_dir.mkdir(parents=True, exist_ok=True)
     executor = executor or LocalExecutor()
+    studies = {name: registry[name]() for name in names}
+    grids = {name: study.grid(quick) for name, study in studies.items()}
+    jobs = [(f"{name}/{key}", cfg) for name, grid in grids.items() for key, cfg in grid.items()]
     db = open_store(store) if use_store else None
     owns = db is not None and not isinstance(store, Store)
+    store_file = db.path if db is not None else None
     findings: list[Finding] = []
-    total = reused = 0
     per_study: dict[str, float] = {}
+    analysed: dict[str, dict[str, RunResult]] = {}
+    skipped: list[str] = []
+    others: list[RunView] = []  # the store's other runs, for the page's dashboards
+    mode = "quick" if quick else "full"  # stored with each finding: which settings
     try:
-        for name in names:
+        batch = dispatch(jobs, db, executor, kind="lab", progress=progress)
+        for i, (name, study) in enumerate(studies.items()):
+            keys = {key: f"{name}/{key}" for key in grids[name]}
+            if any(job in batch.failures for job in keys.values()):
+                skipped.append(name)
+                continue
             t0 = time.perf_counter()
-            study = registry[name]()
             if progress:
-                progress("start", name, 0, len(study.grid(quick)))
-            runs, n_reused = resolve_runs(study, quick, db, executor, progress)
-            total += len(runs)
-            reused += n_reused
-            if progress:
-                progress("analyze", name, 0, 1)
+                progress("analyze", name, i, len(studies))
+            runs = {key: batch.results[job] for key, job in keys.items()}
             fs = study.analyze(runs, Context(out=out_dir, quick=quick))
-            mode = "quick" if quick else "full"  # stored with each finding: which settings
             findings.extend(replace(f, details={**f.details, "mode": mode}) for f in fs)
+            analysed[name] = runs
             per_study[name] = time.perf_counter() - t0
-        session = uuid.uuid4().hex[:12]
         if db is not None:
-            db.write_findings([f.to_dict() for f in findings], session=session)
+            db.write_findings([f.to_dict() for f in findings], session=uuid.uuid4().hex[:12])
+        if html and db is not None and not owns:  # a caller's open store: read it as it is
+            others, _ = stored_runs(db, skip=_run_ids(analysed))
     finally:
         if owns and db is not None:
             db.close()
@@ -160,12 +142,26 @@ def run_studies(
                 "studies": names,
                 "tally": {kind: tally(findings, kind) for kind in KINDS},
                 "multiplicity": multiplicity(findings),
+                "failed_runs": batch.failures,
                 "findings": [f.to_dict() for f in findings],
             },
             indent=2,
         )
     )
     report = write_report(findings, out_dir, quick=quick)
+    page = None
+    if html:
+        if progress:
+            progress("page", "index.html", 0, 1)
+        if owns and store_file is not None:  # closed above: read it back read-only
+            with Store(store_file, read_only=True) as ro:
+                others, _ = stored_runs(ro, skip=_run_ids(analysed))
+        views = [RunView.of_result(f"{s}/{k}", r) for s, rs in analysed.items()
+                 for k, r in rs.items()]  # fmt: skip
+        data = lab_page(findings, mode=mode, study_results=analysed, runs=[*views, *others],
+                        store_path=store_file, figures_dir=out_dir)  # fmt: skip
+        data["notes"] += [f"run {k} failed: {v}" for k, v in batch.failures.items()]
+        page = write_html(data, out_dir)
     figures = sorted({out_dir / f.figure for f in findings if f.figure})
     return LabOutcome(
         findings=findings,
@@ -173,8 +169,15 @@ def run_studies(
         report=report,
         findings_json=fj,
         figures=figures,
-        runs_total=total,
-        runs_reused=reused,
+        runs_total=batch.total,
+        runs_reused=batch.reused,
         seconds=time.perf_counter() - start,
         per_study_seconds=per_study,
+        failures=batch.failures,
+        html=page,
+        skipped=skipped,
     )
+
+
+def _run_ids(analysed: dict[str, dict[str, RunResult]]) -> set[str]:
+    return {r.run_id for runs in analysed.values() for r in runs.values()}
