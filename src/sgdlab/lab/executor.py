@@ -70,6 +70,19 @@ def run_config(config: dict[str, Any], threads: int = 1) -> RunResult:
         torch.set_num_threads(old)
 
 
+def attempt(
+    config: dict[str, Any],
+    threads: int = 1,
+    task: Callable[[dict[str, Any], int], RunResult] = run_config,
+) -> Outcome:
+    """``task(config, threads)``, or its :class:`RunFailure` — made where the run raised, so
+    the error crosses a process boundary as text (not every exception can be pickled)."""
+    try:
+        return task(config, threads)
+    except Exception as exc:  # reported per run; KeyboardInterrupt stops everything
+        return failure(exc)
+
+
 class Executor(Protocol):
     """Runs configs; ``map`` returns one outcome (:class:`RunResult` or :class:`RunFailure`)
     per config, in input order.
@@ -91,11 +104,7 @@ class LocalExecutor:
     def map(self, configs: Sequence[dict[str, Any]], done: Done | None = None) -> list[Outcome]:
         out: list[Outcome] = []
         for i, cfg in enumerate(configs):
-            res: Outcome
-            try:
-                res = run_config(cfg, self.threads)
-            except Exception as exc:  # a failed run is reported; KeyboardInterrupt stops all
-                res = failure(exc)
+            res = attempt(cfg, self.threads)
             if done is not None:
                 done(i, res)
             out.append(res)
@@ -117,7 +126,7 @@ class ProcessExecutor:
             return []
         ctx = mp.get_context("spawn")
         with ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx) as pool:
-            futures = {pool.submit(run_config, c, self.threads): i for i, c in enumerate(configs)}
+            futures = {pool.submit(attempt, c, self.threads): i for i, c in enumerate(configs)}
             for fut in as_completed(futures):
                 i = futures[fut]
                 res: Outcome
@@ -189,10 +198,11 @@ class RayExecutor:
         ray = import_ray()
         started = self._connect()
         try:
-            remote = ray.remote(self.task).options(
+            remote = ray.remote(attempt).options(
                 num_cpus=self.threads, max_retries=self.max_retries, retry_exceptions=False
             )
-            refs = [remote.remote(c, self.threads) for c in configs]
+            task = ray.put(self.task) if self.task is not run_config else run_config
+            refs = [remote.remote(c, self.threads, task) for c in configs]
             index = {ref: i for i, ref in enumerate(refs)}
             out: list[Outcome | None] = [None] * len(configs)
             pending = list(refs)
@@ -203,8 +213,6 @@ class RayExecutor:
                     res: Outcome
                     try:
                         res = ray.get(ref)
-                    except ray.exceptions.RayTaskError as exc:  # the run raised
-                        res = failure(exc.cause if exc.cause is not None else exc)
                     except ray.exceptions.RayError as exc:  # worker died after the retries
                         res = failure(exc)
                     out[i] = res

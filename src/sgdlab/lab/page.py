@@ -20,6 +20,7 @@ from __future__ import annotations
 import platform
 import sys
 from collections.abc import Iterable
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -114,11 +115,14 @@ def _forest_rows(findings: list[Finding], numbers: dict[int, int]) -> list[dict[
     for f in findings:
         d = f.to_dict()
         rows.append({
-            "label": f"{numbers[id(f)]}. {f.quantity[:48]}" + ("…" if len(f.quantity) > 48 else ""),
+            "label": escape(f"{numbers[id(f)]}. {f.quantity[:48]}")
+                     + ("…" if len(f.quantity) > 48 else ""),
             "measured": d["measured"], "ci_low": d["ci_low"], "ci_high": d["ci_high"],
             "predicted": d["predicted"], "tolerance": d["tolerance"],
             "rule": f.details.get("rule", ""), "verdict": f.verdict,
-            "hover": f"{f.quantity}<br>{measured(f)} vs {predicted(f)} ({f.kind})",
+            # plotly reads a few HTML tags in hover text: the finding's own text stays text
+            "hover": escape(f"{f.quantity}") + f"<br>{escape(measured(f))} vs "
+                     f"{escape(predicted(f))} ({f.kind})",
         })  # fmt: skip
     return rows
 
