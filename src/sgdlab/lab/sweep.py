@@ -30,9 +30,15 @@ from sgdlab.errors import ConfigError
 _NAMED = ("problem", "optimizer", "schedule")
 
 
-def parse_value(text: str) -> Any:
+def parse_value(key: str, text: str) -> Any:
     """A grid value: a YAML scalar (``0.01`` → 0.01, ``true`` → True, ``sgd`` → "sgd")."""
-    value = load_yaml(text, "a --grid value")
+    try:
+        value = load_yaml(text, f"value {text!r}")
+    except ConfigError as exc:
+        raise ConfigError(f"--grid {key}", exc.message) from None
+    if isinstance(value, list | dict):
+        raise ConfigError(f"--grid {key}", f"value {text!r}: give plain values (numbers, "
+                          "names, true/false), separated by commas")  # fmt: skip
     return text if value is None else value
 
 
@@ -53,7 +59,7 @@ def parse_grid(specs: list[str]) -> list[tuple[str, list[Any]]]:
             raise ConfigError(f"--grid {key}", "empty list of values: give KEY=V1,V2,…")
         if not all(items):
             raise ConfigError(f"--grid {key}", f"empty value in {raw!r}: remove the extra comma")
-        values = [parse_value(v) for v in items]
+        values = [parse_value(key, v) for v in items]
         repeated = next((a for i, a in enumerate(items) if a in items[:i]), None)
         if repeated is not None:
             raise ConfigError(f"--grid {key}", f"value {repeated} is listed twice")
