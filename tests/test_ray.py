@@ -68,6 +68,7 @@ def test_ray_results_are_bit_identical_to_local(ray):
         _same(a, b)
 
 
+@pytest.mark.slow
 def test_lab_session_on_ray_matches_local(ray, tmp_path):
     """Same findings.json (every number), same stored metrics; the driver wrote the store."""
     studies = [fx.STUDY, "oscillation"]

@@ -83,6 +83,15 @@ def attempt(
         return failure(exc)
 
 
+def largest_first(configs: Sequence[dict[str, Any]]) -> list[int]:
+    """Indices of ``configs`` by decreasing size (chains × steps): a parallel executor that
+    starts the longest runs first does not end with one worker busy and the others idle."""
+    def size(c: dict[str, Any]) -> float:
+        return float(c.get("chains") or 1) * float(c.get("steps") or 1)
+
+    return sorted(range(len(configs)), key=lambda i: -size(configs[i]))
+
+
 class Executor(Protocol):
     """Runs configs; ``map`` returns one outcome (:class:`RunResult` or :class:`RunFailure`)
     per config, in input order.
@@ -126,7 +135,8 @@ class ProcessExecutor:
             return []
         ctx = mp.get_context("spawn")
         with ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx) as pool:
-            futures = {pool.submit(attempt, c, self.threads): i for i, c in enumerate(configs)}
+            futures = {pool.submit(attempt, configs[i], self.threads): i
+                       for i in largest_first(configs)}  # fmt: skip
             for fut in as_completed(futures):
                 i = futures[fut]
                 res: Outcome
@@ -202,10 +212,10 @@ class RayExecutor:
                 num_cpus=self.threads, max_retries=self.max_retries, retry_exceptions=False
             )
             task = ray.put(self.task) if self.task is not run_config else run_config
-            refs = [remote.remote(c, self.threads, task) for c in configs]
-            index = {ref: i for i, ref in enumerate(refs)}
+            index = {remote.remote(configs[i], self.threads, task): i
+                     for i in largest_first(configs)}  # fmt: skip
             out: list[Outcome | None] = [None] * len(configs)
-            pending = list(refs)
+            pending = list(index)
             while pending:
                 ready, pending = ray.wait(pending, num_returns=1)
                 for ref in ready:
