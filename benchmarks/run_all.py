@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ["bench_engine.py", "bench_noise.py", "bench_monitor.py", "bench_curvature.py"]
+BENCHES = ["bench_engine.py", "bench_noise.py", "bench_monitor.py", "bench_curvature.py",
+           "bench_ray.py"]
 
 
 def main() -> int:
