@@ -152,3 +152,10 @@ def test_hash_follows_the_contents_of_a_data_file(tmp_path):
     assert load_config(cfg).hash() == before
     np.savez(path, X=rng.normal(size=(20, 5)), y=rng.integers(0, 2, 20))
     assert load_config(cfg).hash() != before
+
+
+def test_config_error_pickles_with_its_field():
+    import pickle
+
+    e = pickle.loads(pickle.dumps(ConfigError("batch.size", "too big")))
+    assert (e.field, e.message, str(e)) == ("batch.size", "too big", "batch.size: too big")

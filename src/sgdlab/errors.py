@@ -20,6 +20,10 @@ class ConfigError(SgdlabError, ValueError):
         self.message = message
         super().__init__(f"{field}: {message}")
 
+    def __reduce__(self) -> tuple:
+        # picklable across processes (a ProcessExecutor / Ray worker raising it)
+        return (type(self), (self.field, self.message))
+
 
 class StoreError(SgdlabError):
     """A problem with the results store (missing run, unreadable file)."""
