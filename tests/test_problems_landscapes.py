@@ -14,6 +14,7 @@ import torch
 from sgdlab.errors import ConfigError
 from sgdlab.problems import build_problem
 from sgdlab.rng import Streams
+from sgdlab.theory import gibbs_basin_mass, piecewise_quadratic_gibbs_masses
 
 ALL = [
     ("double_well", {}),
@@ -33,6 +34,11 @@ ALL = [
     ("saddle", {}),
     ("rastrigin", {"dim": 1}),
     ("rastrigin", {"dim": 3, "A": 0.5, "extent": 1.2}),
+    ("anharmonic", {"kappa": 2.0, "beta": 0.5}),
+    ("anharmonic", {"dim": 2, "k": 3.0}),
+    ("piecewise_two_basin", {}),
+    ("piecewise_two_basin", {"dim": 2, "curvatures": [9.0, 2.0], "minima_values": [-0.3, 0.1],
+                             "barrier": 0.8}),
 ]
 
 
@@ -138,3 +144,52 @@ def test_population_noise_is_additive_and_isotropic():
     torch.testing.assert_close(f, p.objective(w)[0] + x @ w[0])
     torch.testing.assert_close(p.grad_cov(w[0]), 0.09 * torch.eye(2, dtype=torch.float64))
     assert not p.finite and p.X is None
+
+
+def test_anharmonic_quadratic_and_quartic():
+    q = build_problem("anharmonic", {"kappa": 2.0})
+    w = torch.tensor([[0.5], [-1.0]], dtype=torch.float64)
+    torch.testing.assert_close(q.objective(w), torch.tensor([0.25, 1.0], dtype=torch.float64))
+    quartic = build_problem("anharmonic", {"kappa": 0.0, "beta": 1.0})
+    (m,) = quartic.minima()
+    assert m.kind == "degenerate" and m.w.tolist() == [0.0] and quartic.f_star == 0.0
+    torch.testing.assert_close(quartic.grad_F(w), w**3)
+    with pytest.raises(ConfigError, match=r"problem\.kappa"):
+        build_problem("anharmonic", {"kappa": 0.0, "beta": 0.0})
+
+
+def test_piecewise_two_basin_geometry_and_closed_form_gibbs_masses():
+    """Two parabolas meeting at the cusp w₁ = 0 at the barrier level B; the closed-form basin
+    masses equal an adaptive quadrature of the landscape's own U."""
+    p = build_problem("piecewise_two_basin", {"curvatures": [16.0, 1.0],
+                                              "minima_values": [-0.3, 0.0], "barrier": 0.5})
+    sharp, flat = p.minima()
+    assert float(sharp.hessian[0, 0]) == 16.0 and float(flat.hessian[0, 0]) == 1.0
+    assert sharp.value == pytest.approx(-0.3, abs=1e-15) and flat.value == 0.0
+    at0 = p.objective(torch.tensor([[-1e-300], [0.0]], dtype=torch.float64))
+    torch.testing.assert_close(at0, torch.full((2,), 0.5, dtype=torch.float64))  # continuous
+    g = p.grad_F(torch.tensor([[-1e-9], [1e-9]], dtype=torch.float64))[:, 0]
+    assert g[0] > 0 > g[1]  # a cusp: U' jumps from κ_s|a_s| to −κ_f a_f
+    torch.testing.assert_close(p.init_params(None), sharp.w)  # starts in the sharp basin
+    assert p.w_star.tolist() == sharp.w.tolist()  # the deeper one
+    def U(x: float) -> float:
+        return float(p.objective(torch.tensor([[x]], dtype=torch.float64))[0])
+
+    for T in (0.1, 0.4):
+        closed = piecewise_quadratic_gibbs_masses(p.kappa, p.energies, p.centers, T)
+        quad = gibbs_basin_mass(U, (0.0, 30.0), T, (-30.0, 30.0), breaks=[0.0])
+        assert quad == pytest.approx(closed[1], rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"barrier": -0.1}, "barrier"),
+        ({"curvatures": [1.0]}, "curvatures"),
+        ({"curvatures": [1.0, -2.0]}, "curvatures"),
+        ({"minima_values": [0.0]}, "minima_values"),
+    ],
+)
+def test_piecewise_two_basin_refuses_bad_parameters(params, match):
+    with pytest.raises(ConfigError, match=match):
+        build_problem("piecewise_two_basin", params)

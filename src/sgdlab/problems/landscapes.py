@@ -25,6 +25,8 @@ Landscapes (``dim`` 1 or 2 for the first three: in 2-D a confining ½k w₂² is
   one (κ = 2) at +1.5, equal depths 1.
 * ``saddle``: U = ½ λ x² + γ (−½ y² + y⁴/(4m²)) in 2-D. Strict saddle at 0 with Hessian
   diag(λ, −γ); minima (0, ±m) with U = −γm²/4 and Hessian diag(λ, 2γ). Bounded below.
+* ``anharmonic`` (½κw₁² + ¼βw₁⁴) and ``piecewise_two_basin`` (two parabolas joined at a
+  cusp, closed-form Gibbs basin masses): see :mod:`sgdlab.problems.basin_landscapes`.
 * ``rastrigin``: U = A d + Σ_i (w_i² − A cos 2πw_i) in d dimensions. Global minimum 0 at
   w = 0 with Hessian (2 + 4π²A) I; local minima near the integer lattice. Critical points
   are listed on the box [−extent, extent]^d (products of the 1-D roots, at most 4096).
@@ -45,6 +47,7 @@ from pydantic import Field
 from torch import Tensor
 
 from sgdlab.errors import ConfigError
+from sgdlab.problems import basin_landscapes  # noqa: F401  (registers anharmonic, piecewise_two_basin)
 from sgdlab.problems.landscape_base import (
     _MAX_POINTS,
     CriticalPoint,

@@ -12,6 +12,14 @@ Pure numpy/scipy functions, one topic per module:
 * :mod:`~sgdlab.theory.batch_size` — minibatch variance, noise scales, critical batch size,
   learning-rate scaling rules.
 * :mod:`~sgdlab.theory.escape` — strict-saddle escape times of GD and SGD.
+* :mod:`~sgdlab.theory.discrete_chain` — the 1-D SGD chain at a finite step size on a grid:
+  its exact stationary law, laws at any step, and first-passage times (mean, survival,
+  observed every e steps) — the references where η is not small.
+* :mod:`~sgdlab.theory.basins` — Gibbs basin masses (quadrature; closed form for two
+  parabolas at a cusp), Kramers' escape time, the Arrhenius slope.
+* :mod:`~sgdlab.theory.linear_regression` — exact second moments of SGD on Gaussian linear
+  regression (state-dependent noise), its stationary covariance against the SDE's Lyapunov
+  solution and the Gibbs law.
 * :mod:`~sgdlab.theory.quadratic_forms` — Imhof's law of Gaussian quadratic forms; the exact
   stationary probability that an SGD step increases F.
 
@@ -21,6 +29,12 @@ dw = −∇F dt + √(2T) dW (density ∝ exp(−F/T)), SGD T ≈ ησ²/(2b); m
 """
 
 from sgdlab.theory._common import finite_population_factor
+from sgdlab.theory.basins import (
+    arrhenius_slope,
+    gibbs_basin_mass,
+    kramers_escape_time,
+    piecewise_quadratic_gibbs_masses,
+)
 from sgdlab.theory.batch_size import (
     b_noise,
     b_simple,
@@ -34,6 +48,13 @@ from sgdlab.theory.batch_size import (
     scale_learning_rate,
     steps_to_target,
     tradeoff_residual,
+)
+from sgdlab.theory.discrete_chain import (
+    ChainLaw,
+    FirstPassage,
+    SGDChain1D,
+    check_temperature,
+    sgd_chain_1d,
 )
 from sgdlab.theory.escape import (
     gd_saddle_escape_steps,
@@ -94,9 +115,13 @@ from sgdlab.theory.rates import (
 
 __all__ = [
     "BCNConstants",
+    "ChainLaw",
+    "FirstPassage",
     "GibbsDensity",
     "RateFit",
+    "SGDChain1D",
     "SlopeFit",
+    "arrhenius_slope",
     "averaged_sgd_bound",
     "averaged_sgd_optimal_constant_step",
     "b_noise",
@@ -107,6 +132,7 @@ __all__ = [
     "bcn_diminishing_schedule",
     "bcn_fixed_step_bound",
     "bcn_fixed_step_limit",
+    "check_temperature",
     "critical_batch_size",
     "eps_max",
     "examples_to_target",
@@ -120,7 +146,9 @@ __all__ = [
     "gd_quadratic_bound",
     "gd_saddle_escape_steps",
     "gd_strongly_convex_bound",
+    "gibbs_basin_mass",
     "gibbs_density",
+    "kramers_escape_time",
     "kramers_rate",
     "laplace_occupancy_ratio",
     "mean_first_passage_time",
@@ -132,10 +160,12 @@ __all__ = [
     "optimal_step",
     "ou_isotropic_covariance",
     "ou_stationary_covariance",
+    "piecewise_quadratic_gibbs_masses",
     "quadratic_form_exceedance",
     "quadratic_moments",
     "saddle_unstable_second_moment",
     "scale_learning_rate",
+    "sgd_chain_1d",
     "sgd_increase_matrix",
     "sgd_increase_probability",
     "sgd_saddle_escape_steps",

@@ -28,7 +28,9 @@ from numpy.typing import ArrayLike
 from scipy.integrate import cumulative_trapezoid
 from scipy.linalg import solve_continuous_lyapunov
 
+from sgdlab.errors import ConfigError
 from sgdlab.theory._common import FloatArray, as_matrix, finite_population_factor
+from sgdlab.theory.discrete_chain import check_temperature
 
 
 def _trapezoid_weights(x: FloatArray) -> FloatArray:
@@ -110,8 +112,7 @@ def gibbs_density(
         >>> round(float(g.cov()[0, 0]), 6)  # T/F'' = 0.25
         0.25
     """
-    if T <= 0:
-        raise ValueError("T must be positive")
+    T = check_temperature(T)
     if isinstance(grids, np.ndarray) and grids.ndim == 1:
         gs: tuple[FloatArray, ...] = (np.asarray(grids, dtype=np.float64),)
     else:
@@ -219,11 +220,16 @@ def mean_first_passage_time(
         start, target, reflect: the points x_0, b, a.
         T: temperature.
         n_grid: trapezoid points on [a, b].
+
+    Raises:
+        ConfigError: T ≤ 0 (``T``); start not between the wall and the target (``start``).
     """
+    T = check_temperature(T)
     sign = 1.0 if target > reflect else -1.0
     a, x0, tgt = sign * reflect, sign * start, sign * target
     if not a <= x0 <= tgt:
-        raise ValueError("need reflect ≤ start ≤ target (or the mirror image)")
+        raise ConfigError("start", f"{start:g} must lie between reflect = {reflect:g} and "
+                          f"target = {target:g}")  # fmt: skip
     y = np.linspace(a, tgt, n_grid)
     u = np.asarray(potential(sign * y), dtype=np.float64) / T
     # log of the inner trapezoid integral ∫_a^y e^{−u}, accumulated in log space so that
