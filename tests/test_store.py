@@ -64,6 +64,16 @@ def test_missing_store_read_only(tmp_path):
         Store(tmp_path / "none.duckdb", read_only=True)
 
 
+def _count(path, sql, args=()):
+    import duckdb
+
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return con.execute(sql, list(args)).fetchall()[0][0]
+    finally:
+        con.close()
+
+
 def _run_and_die(path, where):
     """Run in a subprocess that kills itself with SIGKILL at ``where``."""
     code = textwrap.dedent(f"""
@@ -72,10 +82,10 @@ def _run_and_die(path, where):
         where = {where!r}
         if where == "commit":
             orig = Store._insert_metrics
-            def dying(self, *a, **k):
-                orig(self, *a, **k)
+            def dying(*a, **k):
+                orig(*a, **k)
                 os.kill(os.getpid(), signal.SIGKILL)
-            Store._insert_metrics = dying
+            Store._insert_metrics = staticmethod(dying)
         def progress(step, total):
             if where == "loop" and step >= 20:
                 os.kill(os.getpid(), signal.SIGKILL)
@@ -91,14 +101,14 @@ def test_killed_run_is_never_complete_and_others_intact(tmp_path, where):
     done = sgdlab.run(cfg(), store=path)
     _run_and_die(path, where)
     with Store(path) as db:
-        rows = {r["run_id"]: r["status"] for r in db.runs()}
-        assert rows[done.run_id] == "complete"
-        killed = [rid for rid, st in rows.items() if rid != done.run_id]
-        assert len(killed) == 1 and rows[killed[0]] == "running"
-        n = db.con.execute("SELECT count(*) FROM metrics WHERE run_id = ?", killed).fetchone()[0]
-        assert n == 0
+        rows = {r["run_id"]: r for r in db.runs()}
+        assert rows[done.run_id]["status"] == "complete"
+        killed = [rid for rid in rows if rid != done.run_id]
+        assert len(killed) == 1 and rows[killed[0]]["status"] == "running"
+        assert rows[killed[0]]["stale"] is True  # its process is gone
         np.testing.assert_array_equal(db.metric(done.run_id, "loss")[1],
                                       done.metric("loss")[1])
+    assert _count(path, "SELECT count(*) FROM metrics WHERE run_id = ?", killed) == 0
 
 
 def test_failed_run_marked(tmp_path, monkeypatch):
@@ -157,9 +167,9 @@ def test_store_of_schema_1_is_migrated(tmp_path):
         (old,) = db.findings()
     assert old["kind"] is None and old["verdict"] == "agrees"
     with Store(path) as db:
-        (version,) = db.con.execute("SELECT max(version) FROM schema_info").fetchone()
         (migrated,) = db.findings()
-    assert version == SCHEMA_VERSION == 2
+    version = _count(path, "SELECT max(version) FROM schema_info")
+    assert version == SCHEMA_VERSION == 3
     from sgdlab.lab.findings import Finding
 
     assert Finding.from_dict(migrated).kind == "article"

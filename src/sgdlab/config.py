@@ -23,22 +23,36 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from sgdlab.errors import ConfigError
+from sgdlab.input_limits import check_structure, load_yaml, read_config_text
 from sgdlab.optim import optimizer_class, schedule_class
 from sgdlab.problems import problem_class
 from sgdlab.rng import STREAM_NAMES, Streams
-from sgdlab.validation import validate_section
+from sgdlab.validation import shorten, validate_section
+
+__all__ = ["HASH_VERSION", "LIMITS", "RunConfig", "load_config", "load_yaml"]
 
 #: bumped whenever the same config would give different results (engine or component
 #: changes), so that stores never serve runs computed by older code as current ones
 HASH_VERSION = 3
+
+#: sane bounds of the run's integers (``docs/config.md``): beyond them a config is a mistake,
+#: not an experiment. Memory is checked separately, from the built problem
+#: (:func:`sgdlab.engine.plan.prepare`).
+LIMITS = {
+    "chains": 1 << 20,
+    "steps": 10**9,
+    "batch.size": 1 << 24,
+    "first_chain": 1 << 32,
+    "seed": 1 << 128,  # a SeedSequence's entropy pool is 128 bits
+    "record.every": 10**9,
+    "record.average_start": 10**9,
+}
 
 
 def _normalize(value: Any) -> Any:
@@ -83,7 +97,9 @@ class NamedSection(BaseModel):
 
 
 class BatchConfig(_Section):
-    size: int | None = Field(32, gt=0, description="minibatch size b (ignored by 'full')")
+    size: int | None = Field(
+        32, gt=0, le=LIMITS["batch.size"], description="minibatch size b (ignored by 'full')"
+    )
     sampling: Literal["auto", "with_replacement", "without_replacement", "full", "stream"] = Field(
         "auto",
         description="how minibatches are drawn (auto: without_replacement on a finite dataset, "
@@ -105,7 +121,9 @@ class StreamsConfig(_Section):
     def _known_off(cls, v: list[str]) -> list[str]:
         for name in v:
             if name not in STREAM_NAMES:
-                raise ValueError(f"unknown stream {name!r}; streams: {', '.join(STREAM_NAMES)}")
+                raise ValueError(
+                    f"unknown stream {shorten(name)}; streams: {', '.join(STREAM_NAMES)}"
+                )
         return sorted(set(v))  # a set of sources: order and repeats mean nothing
 
     @field_validator("seeds")
@@ -113,20 +131,28 @@ class StreamsConfig(_Section):
     def _known_seeds(cls, v: dict[str, int]) -> dict[str, int]:
         for name, seed in v.items():
             if name not in STREAM_NAMES:
-                raise ValueError(f"unknown stream {name!r}; streams: {', '.join(STREAM_NAMES)}")
-            if seed < 0:
-                raise ValueError(f"the seed of stream {name!r} must be ≥ 0, got {seed}")
+                raise ValueError(
+                    f"unknown stream {shorten(name)}; streams: {', '.join(STREAM_NAMES)}"
+                )
+            if not 0 <= seed < LIMITS["seed"]:
+                raise ValueError(
+                    f"the seed of stream {name!r} must be in [0, 2^128), got {shorten(seed)}"
+                )
         return v
 
 
 class RecordConfig(_Section):
-    every: int = Field(10, gt=0, description="record metrics every this many steps")
+    every: int = Field(
+        10, gt=0, le=LIMITS["record.every"], description="record metrics every this many steps"
+    )
     objective: bool | Literal["auto"] = Field(
         "auto", description="record the full objective F(w), F(w) − F* and ‖w − w*‖ "
         "(auto: when affordable)"
     )
     average: bool = Field(False, description="also record the Polyak–Ruppert averaged iterate")
-    average_start: int = Field(0, ge=0, description="first step included in the average")
+    average_start: int = Field(
+        0, ge=0, le=LIMITS["record.average_start"], description="first step included in the average"
+    )
     noise: bool = Field(False, description="record gradient-noise statistics of each chain")
 
 
@@ -139,12 +165,15 @@ class RunConfig(_Section):
     schedule: NamedSection = Field(default_factory=lambda: NamedSection(name="constant"))
     batch: BatchConfig = Field(default_factory=BatchConfig)
     clip: ClipConfig = Field(default_factory=ClipConfig)
-    chains: int = Field(16, gt=0, description="number of independent chains K")
+    chains: int = Field(16, gt=0, le=LIMITS["chains"], description="number of independent chains K")
     first_chain: int = Field(
-        0, ge=0, description="index of the first chain (chain k draws the same numbers in any run)"
+        0, ge=0, le=LIMITS["first_chain"],
+        description="index of the first chain (chain k draws the same numbers in any run)",
+    )  # fmt: skip
+    steps: int = Field(1000, gt=0, le=LIMITS["steps"], description="number of SGD steps T")
+    seed: int | None = Field(
+        0, ge=0, lt=LIMITS["seed"], description="root seed of all random streams"
     )
-    steps: int = Field(1000, gt=0, description="number of SGD steps T")
-    seed: int | None = Field(0, ge=0, description="root seed of all random streams")
     streams: StreamsConfig = Field(default_factory=StreamsConfig)
     record: RecordConfig = Field(default_factory=RecordConfig)
     dtype: Literal["float32", "float64"] = "float32"
@@ -199,50 +228,20 @@ def _file_digest(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
-class _ConfigLoader(yaml.SafeLoader):
-    """YAML 1.2 booleans: only true/false (YAML 1.1 also reads on/off/yes/no as booleans,
-    which would turn the ``streams.off`` key into ``False``)."""
-
-
-_ConfigLoader.yaml_implicit_resolvers = {
-    key: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
-    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_ConfigLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool",
-    re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
-    list("tTfF"),
-)
-
-
-def load_yaml(text: str, source: str = "config") -> Any:
-    """Parse config YAML (YAML 1.2 booleans); a syntax error is a one-line ConfigError."""
-    try:
-        return yaml.load(text, Loader=_ConfigLoader)  # a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError("config", f"{source} is not valid YAML: {problem}{where}") from None
-
-
 def load_config(source: RunConfig | dict[str, Any] | str | Path) -> RunConfig:
-    """Turn a dict, a YAML path or a :class:`RunConfig` into a validated :class:`RunConfig`."""
+    """Turn a dict, a YAML path or a :class:`RunConfig` into a validated :class:`RunConfig`.
+
+    Input is bounded first (:mod:`sgdlab.input_limits`: file size, nesting depth, size once
+    YAML aliases are expanded, self-reference, duplicate keys); every error is a one-line
+    :class:`ConfigError` naming the field, with any echoed value shortened."""
     if isinstance(source, RunConfig):
         return source
     if isinstance(source, str | Path):
         path = Path(source)
-        if not path.exists():
-            raise ConfigError("config", f"file {str(path)!r} does not exist")
-        if path.is_dir():
-            raise ConfigError("config", f"{str(path)!r} is a folder; give a YAML file")
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            raise ConfigError("config", f"{str(path)!r} is not a UTF-8 text (YAML) file") from None
-        data = load_yaml(text, str(path))
+        data = load_yaml(read_config_text(path), str(path))
     else:
         data = source
+        check_structure(data)
     if not isinstance(data, dict):
         raise ConfigError("config", "must be a mapping with at least a 'problem' section")
     if data.get("problem") is None:

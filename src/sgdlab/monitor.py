@@ -27,10 +27,17 @@ What it records (step t counts calls to :meth:`Monitor.step`):
 It never changes the trajectory: the extra pass runs under ``torch.random.fork_rng`` (the
 global RNG state is restored, so the user's dropout masks are unchanged), and the model's
 modes and ``.grad`` are restored. :meth:`Monitor.advice` turns the measurements into advice
-(batch size against the noise scale, clipping, learning rate). The run is written to the
-DuckDB store when the ``with`` block ends (``kind='monitor'``, one chain), complete or — if
-the loop raised — ``failed`` with the data gathered so far, so ``sgdlab runs`` / ``sgdlab
-show`` display it.
+(batch size against the noise scale, clipping, learning rate).
+
+Storing (``store=...``): the run is inserted as ``running`` when the ``with`` block starts
+(``kind='monitor'``, one chain); the metrics are appended in one short transaction every
+``flush_every`` seconds (default 10), so a process killed midway loses at most that much and
+``sgdlab show`` displays the run while it trains; when the block ends the rest is written and
+the run marked ``complete`` — or ``failed`` with the error if the loop raised. The store is
+locked only during those writes. A Monitor records one run: entering it again raises
+``RuntimeError``. Used without ``with``, the first :meth:`Monitor.step` starts the run with a
+warning; call :meth:`Monitor.close` when training ends (until then the run stays
+``running``, and shows as stale once the process is gone).
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ import json
 import math
 import time
 import uuid
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -49,9 +57,15 @@ from torch import Tensor, nn
 
 from sgdlab.advice import Advice, advise
 from sgdlab.engine.recorder import Recorder
+from sgdlab.errors import SgdlabError
+from sgdlab.interrupts import deferred
 from sgdlab.measure.noise import NoiseScaleEstimator, gradient_noise, temperature
 from sgdlab.rng import forked_global_rng
 from sgdlab.store import Store, open_store
+
+#: seconds an intermediate flush waits for the store's lock (it then keeps its rows for the
+#: next flush rather than stall the training loop)
+FLUSH_TIMEOUT = 2.0
 
 
 class Monitor:
@@ -74,6 +88,8 @@ class Monitor:
             finite-population formulas.
         ema_beta: decay of the noise-scale EMAs.
         name: label stored with the run.
+        flush_every: seconds between writes of the metrics to the store (a crash loses at
+            most this much).
     """
 
     def __init__(
@@ -88,11 +104,14 @@ class Monitor:
         population: int | None = None,
         ema_beta: float = 0.9,
         name: str | None = None,
+        flush_every: float = 10.0,
     ) -> None:
         if every < 1:
             raise ValueError(f"every must be ≥ 1, got {every}")
         if noise_every < 0:
             raise ValueError(f"noise_every must be ≥ 0 (0 = off), got {noise_every}")
+        if not (isinstance(flush_every, int | float) and flush_every > 0):
+            raise ValueError(f"flush_every must be seconds > 0, got {flush_every!r}")
         self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
         self.every, self.noise_every = every, noise_every
         self.noise_mode, self.population = noise_mode, population
@@ -103,9 +122,14 @@ class Monitor:
         self._recorder = Recorder()
         self._store_arg = store
         self._store: Store | None = None
-        self._owns_store = False
+        self._flusher: Store | None = None
         self._start = 0.0
         self.last_noise: Any = None
+        self.flush_every = float(flush_every)
+        self._state = "new"  # new → open → closed: one Monitor records one run
+        self._pending: list[tuple[str, int, float]] = []  # recorded, not yet stored
+        self._last_flush = 0.0
+        self._flush_warned = False
 
     # ------------------------------------------------------------- context
     def config(self) -> dict[str, Any]:
@@ -132,14 +156,21 @@ class Monitor:
             },
         }
 
-    def __enter__(self) -> Monitor:
+    def start(self) -> Monitor:
+        """Start the run (what entering ``with`` does): insert it as ``running`` in the
+        store. A Monitor records one run; starting it again raises ``RuntimeError``."""
+        if self._state != "new":
+            raise RuntimeError(
+                f"this Monitor already recorded run {self.run_id} ({self._state}); create a new "
+                "Monitor for another run"
+            )
         self._start = time.perf_counter()
+        self._last_flush = time.monotonic()
         if self._store_arg is not None:
-            self._store = open_store(self._store_arg)
-            self._owns_store = not isinstance(self._store_arg, Store)
+            store = open_store(self._store_arg)
             cfg = self.config()
             blob = json.dumps(cfg, sort_keys=True, default=str).encode()
-            self._store.begin_run(
+            store.begin_run(
                 self.run_id,
                 kind="monitor",
                 name=self.name,
@@ -147,7 +178,13 @@ class Monitor:
                 config_hash=hashlib.sha256(blob).hexdigest()[:16],
                 chains=1,
             )
+            self._store = store
+            self._flusher = Store(store.path, timeout=FLUSH_TIMEOUT)
+        self._state = "open"
         return self
+
+    def __enter__(self) -> Monitor:
+        return self.start()
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         self.close(
@@ -155,25 +192,69 @@ class Monitor:
             error=None if exc is None else f"{exc_type.__name__}: {exc}",
         )
 
+    def _take_pending(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        rows, self._pending = self._pending, []
+        grouped: dict[str, list[tuple[int, float]]] = {}
+        for name, step, value in rows:
+            grouped.setdefault(name, []).append((step, value))
+        return {
+            name: (np.array([s for s, _ in pts], dtype=np.int64),
+                   np.array([[v for _, v in pts]], dtype=np.float64))
+            for name, pts in grouped.items()
+        }  # fmt: skip
+
+    def flush(self) -> None:
+        """Append the metrics recorded since the last write to the store now (one short
+        transaction; :meth:`step` does it every ``flush_every`` seconds). If the store stays
+        busy for :data:`FLUSH_TIMEOUT` seconds the rows wait for the next flush."""
+        self._last_flush = time.monotonic()
+        if self._flusher is None or not self._pending:
+            return
+        kept = list(self._pending)
+        try:
+            self._flusher.finish_run(
+                self.run_id, metrics=self._take_pending(), steps=self.t,
+                wall_seconds=time.perf_counter() - self._start, status=None,
+            )  # fmt: skip
+        except SgdlabError as exc:
+            self._pending = kept + self._pending
+            if not self._flush_warned:
+                warnings.warn(f"Monitor: metrics not written yet ({exc}); they are kept for the "
+                              "next write", RuntimeWarning, stacklevel=3)  # fmt: skip
+                self._flush_warned = True
+
     def close(self, status: str = "complete", error: str | None = None) -> None:
-        """Write what was recorded to the store (once) and close it."""
+        """Write what is left to the store, set the run's status and end it (once; a second
+        call does nothing)."""
+        if self._state == "closed":
+            return
+        self._state = "closed"
         if self._store is None:
             return
-        self._store.finish_run(
-            self.run_id,
-            metrics=self.metrics,
-            steps=self.t,
-            wall_seconds=time.perf_counter() - self._start,
-            status=status,
-            error=error,
-        )
-        if self._owns_store:
-            self._store.close()
-        self._store = None
+        store, self._store, self._flusher = self._store, None, None
+        failing = status != "complete"  # the loop's exception is already on its way out
+        with deferred(reraise=not failing):
+            try:
+                store.finish_run(
+                    self.run_id,
+                    metrics=self._take_pending(),
+                    steps=self.t,
+                    wall_seconds=time.perf_counter() - self._start,
+                    status=status,
+                    error=error,
+                )
+            except SgdlabError as exc:
+                if not failing:
+                    raise
+                warnings.warn(f"Monitor: the failed run could not be marked ({exc}); it stays "
+                              "'running' (stale once this process ends)", RuntimeWarning,
+                              stacklevel=3)  # fmt: skip
 
     # -------------------------------------------------------------- record
     def _add(self, name: str, value: float) -> None:
         self._recorder.add(name, self.t, float(value))
+        if self._store is not None:
+            self._pending.append((name, self.t, float(value)))
 
     @property
     def metrics(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -194,6 +275,8 @@ class Monitor:
         loss: Tensor | float | None = None,
     ) -> None:
         """Record this step (call once per step, after ``optimizer.step()``)."""
+        if self._state != "open":
+            self._begin_implicitly()
         t = self.t
         if t % self.every == 0:
             x0 = inputs[0] if isinstance(inputs, tuple | list) else inputs
@@ -207,6 +290,22 @@ class Monitor:
         if self.noise_every and t % self.noise_every == 0:
             self._record_noise(inputs, targets)
         self.t += 1
+        if self._store is not None and time.monotonic() - self._last_flush >= self.flush_every:
+            self.flush()
+
+    def _begin_implicitly(self) -> None:
+        if self._state == "closed":
+            raise RuntimeError(
+                f"this Monitor is closed (run {self.run_id}); create a new Monitor for another run"
+            )
+        if self._store_arg is not None:
+            warnings.warn(
+                "Monitor.step() called outside `with Monitor(...)`: the run starts now; call "
+                "mon.close() when training ends (until then it stays 'running'), or use `with`",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        self.start()
 
     def _record_noise(self, inputs: Tensor | tuple[Tensor, ...], targets: Tensor | None) -> None:
         x = tuple(inputs) if isinstance(inputs, tuple | list) else (inputs,)

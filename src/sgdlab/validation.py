@@ -2,12 +2,15 @@
 
 Every component (problem, optimizer, schedule) validates its own section with
 :func:`validate_section`; the messages name the dotted field (``optimizer.lr``), say what is
-wrong and suggest the closest valid key or name (:func:`unknown_name`).
+wrong and suggest the closest valid key or name (:func:`unknown_name`). A value echoed in a
+message is shortened by :func:`shorten` (a config can hold a huge or self-referencing value;
+the message stays one short line).
 """
 
 from __future__ import annotations
 
 import difflib
+import reprlib
 import typing
 from collections.abc import Iterable
 from typing import Any
@@ -16,23 +19,62 @@ from pydantic import BaseModel, ValidationError
 
 from sgdlab.errors import ConfigError
 
-__all__ = ["unknown_name", "validate_section"]
+__all__ = ["ECHO_CHARS", "clip", "shorten", "unknown_name", "validate_section"]
+
+#: the most characters of a user's value an error message echoes
+ECHO_CHARS = 60
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxdict, _REPR.maxlist, _REPR.maxtuple, _REPR.maxset = 2, 4, 6, 6, 6
+_REPR.maxstring, _REPR.maxlong, _REPR.maxother = ECHO_CHARS, 24, ECHO_CHARS
+
+
+def shorten(value: object, limit: int = ECHO_CHARS) -> str:
+    """``repr(value)`` cut to about ``limit`` characters, without ever building the full repr
+    (nested and self-referencing containers are abbreviated level by level).
+
+    Example:
+        >>> shorten(list(range(1000)))
+        '[0, 1, 2, 3, 4, 5, ...]'
+        >>> shorten("x" * 500, 12)
+        "'xxxxxxxxxx…"
+    """
+    text = _REPR.repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def clip(text: str, limit: int = 200) -> str:
+    """``text`` on one line (line breaks and other control characters become spaces), cut
+    to ``limit`` characters with ``…``.
+
+    Example:
+        >>> clip("IO Error: could not read the file", 16)
+        'IO Error: could…'
+    """
+    flat = "".join(c if c.isprintable() else " " for c in text[: limit * 4]).strip()
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def unknown_name(kind: str, section: str, name: object, known: Iterable[str]) -> ConfigError:
     """A :class:`ConfigError` on ``<section>.name`` for an unknown component name, with the
     closest known name as a suggestion."""
     known = list(known)
-    hint = difflib.get_close_matches(str(name), known, n=1)
+    hint = difflib.get_close_matches(str(name)[:200], known, n=1)
     extra = f" (did you mean {hint[0]!r}?)" if hint else ""
     return ConfigError(
-        f"{section}.name", f"unknown {kind} {name!r}{extra}; built-in: {', '.join(known)}"
+        f"{section}.name", f"unknown {kind} {shorten(name)}{extra}; built-in: {', '.join(known)}"
     )
 
 
 def _format_loc(section: str, loc: tuple[Any, ...]) -> str:
-    parts = ([section] if section else []) + [str(p) for p in loc]
+    parts = ([section] if section else []) + [_key_text(p) for p in loc]
     return ".".join(parts) or "config"
+
+
+def _key_text(key: object) -> str:
+    """A key as it appears in a dotted field name (a long or odd key is shortened)."""
+    text = str(key) if isinstance(key, str | int) else shorten(key, 24)
+    return text if len(text) <= 40 and text.isprintable() else shorten(text, 40)
 
 
 def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel]:
@@ -54,7 +96,9 @@ def validate_section(model: type[BaseModel], data: Any, section: str) -> Any:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(section, f"must be a mapping of keys to values, got {data!r}")
+        raise ConfigError(
+            section or "config", f"must be a mapping of keys to values, got {shorten(data)}"
+        )
     _reject_booleans_as_numbers(model, data, section)
     try:
         return model.model_validate(data)
@@ -65,12 +109,12 @@ def validate_section(model: type[BaseModel], data: Any, section: str) -> Any:
         loc = tuple(err.get("loc", ()))
         field = _format_loc(section, loc)
         if err["type"] == "extra_forbidden":
-            key = str(loc[-1]) if loc else "?"
+            key = loc[-1] if loc else "?"
             known = list(_model_at(model, loc[:-1]).model_fields)
-            hint = difflib.get_close_matches(key, known, n=1)
+            hint = difflib.get_close_matches(str(key)[:200], known, n=1)
             suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
             raise ConfigError(
-                field, f"unknown key {key!r}{suggestion} (valid keys: {', '.join(known)})"
+                field, f"unknown key {shorten(key)}{suggestion} (valid keys: {', '.join(known)})"
             ) from None
         if err["type"] == "missing":
             raise ConfigError(
@@ -78,9 +122,9 @@ def validate_section(model: type[BaseModel], data: Any, section: str) -> Any:
                 "every component's parameters)"
             ) from None
         msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
-        got = err.get("input")
-        if err["type"] != "missing" and repr(got) not in msg:
-            msg = f"{msg} (got {got!r})"
+        got = shorten(err.get("input"))
+        if loc and got not in msg:  # (a section-level rule names its fields itself)
+            msg = f"{msg} (got {got})"
         raise ConfigError(field, msg) from None
 
 
@@ -104,7 +148,7 @@ def _reject_booleans_as_numbers(model: type[BaseModel], data: dict, section: str
         field = f"{section}.{key}" if section else key
         values = value if isinstance(value, list) else [value]
         if any(isinstance(v, bool) for v in values) and _numeric_only(info.annotation):
-            raise ConfigError(field, f"expected a number, got {value!r}")
+            raise ConfigError(field, f"expected a number, got {shorten(value)}")
         sub = info.annotation
         if isinstance(value, dict) and isinstance(sub, type) and issubclass(sub, BaseModel):
             _reject_booleans_as_numbers(sub, value, field)

@@ -1,8 +1,11 @@
 """What the command-line modules share (private): error handling and plain tables.
 
 Every command reports a bad argument or config as one line naming the field and the fix and
-exits 2, and reports other expected failures (a run that failed, a store in use, a file that
-cannot be read or written) as one line and exits 1 — never with a traceback.
+exits 2, and reports other expected failures (a run that failed, a busy or damaged store, a
+file that cannot be read or written) as one line and exits 1 — never with a traceback. An
+error line is at most :data:`MAX_ERROR_CHARS` characters, control characters flattened. Ctrl-C
+exits 130 and SIGTERM 143, with one line (:mod:`sgdlab.interrupts` tells them apart even when
+DuckDB reports the interruption).
 """
 
 from __future__ import annotations
@@ -24,6 +27,16 @@ from rich.markup import escape
 from rich.table import Table
 
 from sgdlab.errors import ConfigError, SgdlabError
+from sgdlab.interrupts import Terminated, ignore_interrupts, interrupt_from, is_interrupt, tracking
+from sgdlab.validation import clip
+
+__all__ = [
+    "MAX_ERROR_CHARS", "PlainTable", "Terminated", "err", "error_line", "fail", "guarded",
+    "ignore_interrupts", "make_console", "params_table", "positive", "writable_dir",
+]  # fmt: skip
+
+#: the longest error line printed (a longer message is cut with …)
+MAX_ERROR_CHARS = 400
 
 
 def make_console(stderr: bool = False) -> Console:
@@ -40,8 +53,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def error_line(text: str) -> None:
-    """Print ``error: text`` on stderr (``text`` is not read as markup)."""
-    err.print(f"[bold red]error:[/] {escape(text)}", highlight=False)
+    """Print ``error: text`` on stderr as one line of at most :data:`MAX_ERROR_CHARS`
+    characters (``text`` is not read as markup)."""
+    line = clip(text, MAX_ERROR_CHARS - len("error: "))
+    err.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
 
 
 def fail(exc: Exception) -> NoReturn:
@@ -56,27 +71,36 @@ def fail(exc: Exception) -> NoReturn:
     raise typer.Exit(1)
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised like Ctrl-C so that a run in progress is marked failed."""
+def _interrupted(exc: BaseException) -> NoReturn:
+    ignore_interrupts()  # the command is ending: a second Ctrl-C must not cut the message
+    term = isinstance(interrupt_from(exc), Terminated)
+    error_line(
+        ("terminated" if term else "interrupted")
+        + "; a run in progress is marked failed in the store"
+    )
+    raise typer.Exit(143 if term else 130) from None
 
 
 def guarded(fn: F) -> F:
-    """Run a command, turning sgdlab errors, file-system errors and interrupts into one-line
-    messages (exit 130 on Ctrl-C, 143 on SIGTERM)."""
+    """Run a command, turning sgdlab errors, file-system errors, memory exhaustion and
+    interrupts into one-line messages (exit 130 on Ctrl-C, 143 on SIGTERM)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except (SgdlabError, OSError) as exc:
-            fail(exc)
-        except KeyboardInterrupt as exc:
-            term = isinstance(exc, Terminated)
-            error_line(
-                ("terminated" if term else "interrupted")
-                + "; a run in progress is marked failed in the store"
-            )
-            raise typer.Exit(143 if term else 130) from None
+        with tracking():
+            try:
+                return fn(*args, **kwargs)
+            except (SgdlabError, OSError) as exc:
+                fail(exc)
+            except KeyboardInterrupt as exc:
+                _interrupted(exc)
+            except MemoryError:
+                error_line("out of memory; use fewer chains, a smaller batch or problem")
+                raise typer.Exit(1) from None
+            except RuntimeError as exc:
+                if is_interrupt(exc):
+                    _interrupted(exc)
+                raise
 
     return wrapper  # type: ignore[return-value]
 

@@ -27,7 +27,15 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
 
 
-def run_with_progress(config: Any, store: Path | None, name: str | None = None) -> Any:
+#: torch threads of ``sgdlab run`` unless ``--threads`` says: one thread was 4–55× faster
+#: than torch's default (all cores) on a loaded 2-core machine for every engine problem
+#: measured (``benchmarks/bench_threads.py``; ``docs/reliability.md``); the lab uses one too
+DEFAULT_THREADS = 1
+
+
+def run_with_progress(
+    config: Any, store: Path | None, name: str | None = None, threads: int | None = None
+) -> Any:
     """Run a config with a rich progress bar; returns the RunResult."""
     from sgdlab.api import run  # heavy imports in the body: see sgdlab.cli.app
     from sgdlab.config import load_config
@@ -49,7 +57,27 @@ def run_with_progress(config: Any, store: Path | None, name: str | None = None) 
         def progress(step: int, total: int) -> None:
             bar.update(task, completed=step, total=total)
 
-        return run(config, store=store_path(store), progress=progress, name=name)
+        return run(config, store=store_path(store), progress=progress, name=name,
+                   threads=threads)  # fmt: skip
+
+
+def check_config(config: Any, threads: int) -> None:
+    """``sgdlab run --check``: validate and build everything a run needs, print the memory
+    estimate, run nothing and write nothing."""
+    from sgdlab.api import torch_threads
+    from sgdlab.engine.memory import format_bytes, memory_limit
+    from sgdlab.engine.plan import prepare
+
+    with torch_threads(threads):
+        plan = prepare(config)
+    cfg, est = plan.config, plan.memory
+    limit, origin = memory_limit()
+    need = "" if est is None else f", needs about {format_bytes(est.total)} of memory"
+    cap = "" if limit is None else f" (limit {format_bytes(limit)}: {origin})"
+    console.print(
+        f"config OK: {plan.problem.name}, {_plural(cfg.chains, 'chain')} × "
+        f"{_plural(cfg.steps, 'step')}{need}{cap}; hash {cfg.hash()}", highlight=False,
+    )  # fmt: skip
 
 
 @app.command("run")
@@ -60,11 +88,25 @@ def run_cmd(
     ] = None,
     store: StoreOpt = None,
     name: Annotated[str | None, typer.Option(help="label stored with the run")] = None,
+    threads: Annotated[
+        int, typer.Option(help="torch threads (1 is fastest for sgdlab's batched chains on a "
+                          "busy machine; see docs/reliability.md)")
+    ] = DEFAULT_THREADS,
+    check: Annotated[
+        bool, typer.Option("--check", help="validate the config and estimate its memory; "
+                           "run nothing, store nothing")
+    ] = False,
 ) -> None:
     """Run K chains of a YAML config and store the results."""
     from sgdlab.defaults import QUICKSTART
 
-    result = run_with_progress(config if config is not None else QUICKSTART, store, name)
+    if threads < 1:
+        raise ConfigError("--threads", f"must be at least 1, got {threads}")
+    source = config if config is not None else QUICKSTART
+    if check:
+        check_config(source, threads)
+        return
+    result = run_with_progress(source, store, name, threads)
     n_div = int(result.diverged.sum())
     console.print(
         f"run [bold cyan]{result.run_id}[/] complete: {_plural(result.chains, 'chain')}, "
@@ -74,39 +116,74 @@ def run_cmd(
     console.print(f"next: sgdlab show {result.run_id}")
 
 
+def _status(row: dict) -> str:
+    """A run's status as listed: ``stale`` for a running run whose process is gone."""
+    return "stale" if row.get("status") == "running" and row.get("stale") else str(row["status"])
+
+
 @app.command("runs")
 @guarded
 def runs_cmd(
     store: StoreOpt = None,
-    status: Annotated[str | None, typer.Option(help="complete, running or failed")] = None,
+    status: Annotated[
+        str | None, typer.Option(help="complete, running, stale or failed")
+    ] = None,
     limit: Annotated[int, typer.Option(help="show at most this many")] = 30,
+    prune: Annotated[
+        bool, typer.Option("--prune", help="remove failed runs and stale ones (running, their "
+                           "process gone) with all their rows, then list the rest")
+    ] = False,
 ) -> None:
     """List the runs in the store, newest first."""
     from sgdlab.store import Store
 
-    if status is not None and status not in RUN_STATUSES:
-        raise ConfigError("--status", f"must be one of {', '.join(RUN_STATUSES)}, got {status!r}")
+    if status is not None and status not in (*RUN_STATUSES, "stale"):
+        raise ConfigError(
+            "--status", f"must be one of {', '.join(RUN_STATUSES)}, stale; got {status!r}"
+        )
     if limit < 1:
         raise ConfigError("--limit", f"must be at least 1, got {limit}")
+    if prune:
+        removed = Store(store_path(store)).prune()
+        ids = ", ".join(r["run_id"] for r in removed[:8]) + (", …" if len(removed) > 8 else "")
+        console.print(f"pruned {_plural(len(removed), 'run')}" + (f": {ids}" if ids else ""),
+                      highlight=False)  # fmt: skip
     with Store(store_path(store), read_only=True) as db:
-        rows = db.runs(status=status)
+        rows = db.runs(status="running" if status == "stale" else status)
+    if status is not None:
+        rows = [r for r in rows if _status(r) == status]
     table = PlainTable(title=f"runs in {store_path(store)}")
     table.add_column("run id", no_wrap=True, style="cyan")
     for col in ("kind", "name", "problem", "optimizer", "K", "T", "status", "time"):
         table.add_column(col)
     for r in rows[:limit]:
-        cfg = json.loads(r["config_json"] or "{}")
-        prob = (cfg.get("problem") or {}).get("name", "")
-        opt = cfg.get("optimizer") or {}
+        cfg = _json(r["config_json"])
+        problem = cfg.get("problem") if isinstance(cfg.get("problem"), dict) else {}
+        prob = problem.get("name", "")
+        opt = cfg.get("optimizer") if isinstance(cfg.get("optimizer"), dict) else {}
         opt_s = f"{opt.get('name', '')} lr={opt.get('lr', '')}" if opt else ""
         secs = r["wall_seconds"]
         table.add_row(
             r["run_id"], r["kind"] or "", r["name"] or "", prob, opt_s, str(r["chains"]),
-            str(r["steps"] or ""), r["status"], "" if secs is None else f"{secs:.1f}s",
+            str(r["steps"] or ""), _status(r), "" if secs is None else f"{secs:.1f}s",
         )  # fmt: skip
     console.print(table)
     if len(rows) > limit:
         console.print(f"({len(rows) - limit} more; use --limit)")
+    n_stale = sum(_status(r) == "stale" for r in rows)
+    if n_stale:
+        console.print(f"{_plural(n_stale, 'stale run')}: running, but the process writing "
+                      "it is gone; `sgdlab runs --prune` removes stale and failed runs",
+                      highlight=False)  # fmt: skip
+
+
+def _json(text: str | None) -> dict:
+    """A stored JSON object, or ``{}`` if it is missing or unreadable."""
+    try:
+        value = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 @app.command("show")
@@ -164,7 +241,10 @@ def advise_cmd(
 
 _STATUS_NOTE = {
     "failed": " (stopped by an error or an interrupt; nothing of it was stored)",
-    "running": " (still going, or its process was killed: nothing of it was stored)",
+    "running": " (still going: an engine run stores its data when it ends, a Monitor run "
+    "as it goes)",
+    "stale": " (it was running, but the process writing it is gone; `sgdlab runs --prune` "
+    "removes it)",
 }
 
 
@@ -196,7 +276,8 @@ def show_run(run_id: str, store: Path, out: Path | None, console: Console) -> Pa
     from sgdlab.report.figures import band, plot_metric_band
     from sgdlab.store import Store
 
-    with Store(store, read_only=True) as db:
+    db = Store(store, read_only=True)
+    with db.session():  # one consistent view, even of a run that is being written
         info = db.run(run_id)
         rid = info["run_id"]
         names = db.metric_names(rid)
@@ -207,7 +288,12 @@ def show_run(run_id: str, store: Path, out: Path | None, console: Console) -> Pa
     head.add_column("field")
     head.add_column("value")
     prob = _relevant_problem_params(cfg.get("problem", {}))
-    head.add_row("status", str(info["status"]) + _STATUS_NOTE.get(str(info["status"]), ""))
+    state = _status(info)
+    if state == "failed" and data:  # a Monitor run keeps what it wrote before it failed
+        note = " (stopped by an error or an interrupt; the metrics written before are kept)"
+    else:
+        note = _STATUS_NOTE.get(state, "")
+    head.add_row("status", state + note)
     if info.get("error"):
         head.add_row("error", str(info["error"]))
     head.add_row("kind", str(info["kind"]))

@@ -250,6 +250,14 @@ class DataParams(ProblemParams):
         " use with standardize: false)",
     )
 
+    def estimated_bytes(self, itemsize: int) -> int:
+        """Memory to build the data: a synthetic N×p draw is held about four times (the
+        float32 noise, the float64 features, the standardised copy, the dtype copy); the
+        bundled and file datasets are counted once loaded."""
+        if self.dataset != "synthetic":
+            return 0
+        return 4 * self.n_samples * self.n_features * 8
+
 
 @dataclass
 class LoadedData:
@@ -301,6 +309,12 @@ def load_data(params: DataParams, streams: Streams, dtype: torch.dtype) -> Loade
     labels = streams.generator("label_noise") if streams.enabled("label_noise") else None
     ds = load_dataset(params, gen, labels)
     X, y = ds.X, ds.y
+    if params.subsample is not None and params.subsample > X.shape[0]:
+        raise ConfigError(
+            "problem.subsample",
+            f"{params.subsample} is more than the {X.shape[0]} samples of dataset "
+            f"{params.dataset!r}: use a smaller subsample or leave it out",
+        )
     if params.subsample is not None and params.subsample < X.shape[0]:
         keep = torch.randperm(X.shape[0], generator=gen)[: params.subsample]
         X, y = X[keep], y[keep]

@@ -51,15 +51,40 @@ class QuadraticParams(ProblemParams):
     @field_validator("eigenvalues")
     @classmethod
     def _positive(cls, v: list[float] | None) -> list[float] | None:
+        if v is not None and not v:
+            raise ValueError("give at least one eigenvalue (or leave eigenvalues out)")
         if v is not None and any(e < 0 for e in v):
             raise ValueError("eigenvalues must be ≥ 0 (a quadratic bowl)")
         return v
 
+    @field_validator("noise_diag")
+    @classmethod
+    def _variances(cls, v: list[float] | None) -> list[float] | None:
+        if v is not None and any(e < 0 for e in v):
+            raise ValueError("noise_diag holds variances: each must be ≥ 0")
+        return v
+
     @model_validator(mode="after")
-    def _ordered(self) -> QuadraticParams:
+    def _consistent(self) -> QuadraticParams:
         if self.eigenvalues is None and self.mu > self.L:
             raise ValueError(f"mu ({self.mu}) must not exceed L ({self.L}): swap them")
+        # eigenvalues set the dimension; a dim given as well must agree. dim at its default
+        # counts as not given: a stored config carries every default (dim 10 beside the
+        # eigenvalues of a run that left it out), and reloading it must still work
+        default = type(self).model_fields["dim"].default
+        d = self.dim
+        if self.eigenvalues is not None and d != len(self.eigenvalues) and d != default:
+            raise ValueError(
+                f"dim ({self.dim}) disagrees with the {len(self.eigenvalues)} eigenvalues: "
+                "drop dim (the eigenvalues set it) or give one eigenvalue per dimension"
+            )
         return self
+
+    def estimated_bytes(self, itemsize: int) -> int:
+        """Memory to build the problem: about eight d×d float64 matrices (A, Q, C, C^{1/2},
+        their eigendecomposition and dtype copies) and, with ``n``, the N×d samples thrice."""
+        d = len(self.eigenvalues) if self.eigenvalues is not None else self.dim
+        return 8 * d * d * 8 + (3 * self.n * d * 8 if self.n else 0)
 
 
 @register

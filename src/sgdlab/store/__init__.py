@@ -16,7 +16,15 @@ Tables
 Transactions: a run is inserted as ``running`` when it starts; its metrics, parameters
 and the switch to ``complete`` are written in **one** transaction at the end. A process
 killed midway therefore leaves a ``running`` row and no partial data, and completed runs
-are never touched by later writes.
+are never touched by later writes. (A Monitor run appends its metrics in a transaction per
+flush interval, so a killed one keeps what was flushed.) A ``running`` run whose process is
+gone shows as stale (:mod:`sgdlab.store.liveness`); :meth:`Store.prune` removes stale and
+failed runs.
+
+Concurrency: no connection is held between operations; a write holds DuckDB's lock for its
+transaction only, and readers open the file read-only, so runs can be watched and two runs
+can share a store (:mod:`sgdlab.store.connection`). The schema is versioned and checked
+on open; foreign and damaged databases are refused in one line (:mod:`sgdlab.store.schema`).
 """
 
 from __future__ import annotations
@@ -26,20 +34,25 @@ from pathlib import Path
 from sgdlab.defaults import DEFAULT_STORE, default_store_path
 from sgdlab.store.analysis import AnalysisTables
 from sgdlab.store.connection import SCHEMA_VERSION, StoreBase
+from sgdlab.store.maintenance import Maintenance
 from sgdlab.store.runs import RunTables
 
 __all__ = ["DEFAULT_STORE", "SCHEMA_VERSION", "Store", "default_store_path", "open_store"]
 
 
-class Store(RunTables, AnalysisTables, StoreBase):
-    """An open results store (a DuckDB file, created with its schema if missing): the run
-    tables (:class:`~sgdlab.store.runs.RunTables`) and the analysis tables
-    (:class:`~sgdlab.store.analysis.AnalysisTables`). Use as a context manager or call
-    :meth:`close`.
+class Store(RunTables, AnalysisTables, Maintenance, StoreBase):
+    """A results store (a DuckDB file, created with its schema if missing): the run tables
+    (:class:`~sgdlab.store.runs.RunTables`), the analysis tables
+    (:class:`~sgdlab.store.analysis.AnalysisTables`) and pruning
+    (:class:`~sgdlab.store.maintenance.Maintenance`). Each operation opens and closes the
+    file (:meth:`session` keeps one connection for a group of them); use as a context
+    manager or call :meth:`close`.
 
     Args:
         path: the DuckDB file (``None``: :func:`default_store_path`).
-        read_only: open without writing (the file must be an sgdlab store).
+        read_only: never write (the file must be an sgdlab store).
+        timeout: seconds to wait for another process's lock (``$SGDLAB_STORE_TIMEOUT``,
+            default 30).
     """
 
     def __enter__(self) -> Store:

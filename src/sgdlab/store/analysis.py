@@ -24,34 +24,31 @@ class AnalysisTables(StoreBase):
         rid = self.resolve(run_id)
         rows = list(rows)
         created = now()
-        self.con.begin()
-        try:
+        with self._transaction() as con:
             for chain, name, value, details in rows:
-                self.con.execute(
+                con.execute(
                     "DELETE FROM measurements WHERE run_id = ? AND chain = ? AND name = ?",
                     [rid, chain, name],
                 )
-                self.con.execute(
+                con.execute(
                     "INSERT INTO measurements VALUES (?, ?, ?, ?, ?, ?)",
                     [rid, chain, name, float(value), json.dumps(details or {}, default=str),
                      created],
                 )
-            self.con.commit()
-        except BaseException:
-            self.con.rollback()
-            raise
 
     def measurements(self, run_id: str) -> list[dict[str, Any]]:
         """Measurements of a run (``chain``, ``name``, ``value``, ``details``), by chain, name."""
-        rid = self.resolve(run_id)
-        cur = self.con.execute(
-            """SELECT chain, name, value, details_json FROM measurements WHERE run_id = ?
-               ORDER BY chain, name""",
-            [rid],
-        )
+        with self.session():
+            rid = self.resolve(run_id)
+            with self._read() as con:
+                rows = con.execute(
+                    """SELECT chain, name, value, details_json FROM measurements
+                       WHERE run_id = ? ORDER BY chain, name""",
+                    [rid],
+                ).fetchall()
         return [
             {"chain": c, "name": n, "value": v, "details": json.loads(d or "{}")}
-            for c, n, v, d in cur.fetchall()
+            for c, n, v, d in rows
         ]
 
     # ------------------------------------------------------------------ findings
@@ -66,43 +63,40 @@ class AnalysisTables(StoreBase):
         the lab session that produced them."""
         findings = list(findings)
         created = now()
-        self.con.begin()
-        try:
+        cols = ", ".join(self._FINDING_COLUMNS)
+        rows = [
+            [session, *(f.get(c) for c in self._FINDING_COLUMNS),
+             json.dumps(f.get("details", {}), default=str), created]
+            for f in findings
+        ]  # fmt: skip
+        with self._transaction() as con:
             for study in sorted({f["study"] for f in findings}):
-                self.con.execute("DELETE FROM findings WHERE study = ?", [study])
-            cols = ", ".join(self._FINDING_COLUMNS)
-            rows = [
-                [session, *(f.get(c) for c in self._FINDING_COLUMNS),
-                 json.dumps(f.get("details", {}), default=str), created]
-                for f in findings
-            ]  # fmt: skip
+                con.execute("DELETE FROM findings WHERE study = ?", [study])
             if rows:
                 marks = ", ".join("?" * len(rows[0]))
-                self.con.executemany(
+                con.executemany(
                     f"INSERT INTO findings (run_id, {cols}, details_json, created_at) "
                     f"VALUES ({marks})",
                     rows,
                 )
-            self.con.commit()
-        except BaseException:
-            self.con.rollback()
-            raise
 
     def findings(self, study: str | None = None) -> list[dict[str, Any]]:
         """The stored findings (of one study, or all), in insertion order, as dicts."""
-        present = {
-            r[0] for r in self.con.execute(
-                "SELECT column_name FROM duckdb_columns() WHERE table_name = 'findings'"
-            ).fetchall()
-        }  # fmt: skip
-        cols = ", ".join(c if c in present else f"NULL AS {c}" for c in self._FINDING_COLUMNS)
-        sql = f"SELECT {cols}, details_json FROM findings"
-        args: list[Any] = []
-        if study:
-            sql += " WHERE study = ?"
-            args.append(study)
+        with self._read() as con:
+            present = {
+                r[0] for r in con.execute(
+                    "SELECT column_name FROM duckdb_columns() WHERE table_name = 'findings'"
+                ).fetchall()
+            }  # fmt: skip
+            cols = ", ".join(c if c in present else f"NULL AS {c}" for c in self._FINDING_COLUMNS)
+            sql = f"SELECT {cols}, details_json FROM findings"
+            args: list[Any] = []
+            if study:
+                sql += " WHERE study = ?"
+                args.append(study)
+            found = con.execute(sql, args).fetchall()
         out = []
-        for row in self.con.execute(sql, args).fetchall():
+        for row in found:
             d = dict(zip(self._FINDING_COLUMNS, row[:-1], strict=True))
             d["figure"] = d["figure"] or ""
             d["details"] = json.loads(row[-1] or "{}")

@@ -47,6 +47,7 @@ import torch
 from torch import Tensor, nn
 
 from sgdlab.measure.noise import _layers as L
+from sgdlab.measure.noise._args import check_samples
 from sgdlab.measure.noise._validate import modules_to_fall_back
 from sgdlab.measure.noise._vmap import (
     Inputs,
@@ -183,6 +184,10 @@ def per_sample_stats(
     Returns:
         :class:`PerSampleStats` over the parameters with ``requires_grad``.
 
+    Raises:
+        ValueError: no trainable parameters, or inputs/targets without the same number of
+            samples in dim 0.
+
     Example:
         >>> net = nn.Sequential(nn.Linear(3, 2))
         >>> x, y = torch.randn(5, 3), torch.randn(5, 2)
@@ -190,6 +195,7 @@ def per_sample_stats(
         >>> s.norm_sq["0.weight"].shape
         torch.Size([5])
     """
+    check_samples(model, inputs, targets)
     check_no_train_batchnorm(model)
     x = as_tuple(inputs)
     if method != "auto":

@@ -38,6 +38,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from sgdlab.measure.noise._args import check_batch_size, check_samples, warn_non_finite
 from sgdlab.measure.noise.per_sample import Inputs, LossFn, PerSampleStats, per_sample_stats
 
 
@@ -213,7 +214,13 @@ def gradient_noise(
             measuring, or ``None`` to use its modes as they are.
 
     Returns:
-        :class:`NoiseStats`.
+        :class:`NoiseStats`. Non-finite values (NaN or inf in the inputs, targets,
+        parameters or loss) give non-finite statistics, returned with a ``RuntimeWarning``.
+
+    Raises:
+        ValueError: no trainable parameters; ``inputs`` not tensors with the samples in
+            dim 0, or ``targets`` with another number of rows; fewer than 2 samples;
+            ``batch_size`` not an integer ≥ 1; ``population`` smaller than n.
 
     Example:
         >>> net = nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 1))
@@ -222,12 +229,15 @@ def gradient_noise(
         >>> s.trace_cov > 0, s.minibatch_variance(8) == s.trace_cov / 8
         (True, True)
     """
+    n = check_samples(model, inputs, targets)
+    check_batch_size(batch_size)
     x = tuple(inputs) if isinstance(inputs, tuple | list) else (inputs,)
-    n = x[0].shape[0]
     if n < 2:
         raise ValueError("need at least 2 samples for a covariance")
-    if population is not None and population < n:
-        raise ValueError(f"population N={population} is smaller than the n={n} samples")
+    if population is not None and (
+        isinstance(population, bool) or not isinstance(population, int) or population < n
+    ):
+        raise ValueError(f"population must be an integer N ≥ n={n} or None, got {population!r}")
     saved = _set_mode(model, mode)
     try:
         used = _mode_name(model)
@@ -239,7 +249,9 @@ def gradient_noise(
     finally:
         for m, flag in saved.items():
             m.train(flag)
-    return _summarize(st, population, used)
+    out = _summarize(st, population, used)
+    warn_non_finite(out.trace_cov, out.grad_norm_sq)
+    return out
 
 
 def _summarize(st: PerSampleStats, population: int | None, mode: str) -> NoiseStats:
