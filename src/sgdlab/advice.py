@@ -7,16 +7,21 @@ the rule that fired and the numbers behind it. The rules, in order:
    summarize the chains that stayed finite), or a loss that ends clearly above where it started
    (last-quarter mean > 1.5 × first-quarter mean, by more than 3 standard errors of the
    difference, so minibatch noise alone does not trigger it): lower the learning rate (§5).
-2. **Batch size against the noise scale** (McCandlish et al. 2018): with B_simple the
-   measured noise scale (tr Σ/|G|²: the Monitor's EMA-smoothed ``noise_scale``, or for engine
-   runs tr Σ̄ / (|ḡ|²‾ − tr Var ḡ) from the averages of ``noise_trace`` and ``noise_grad_sq``
-   over the last quarter of the steps and the live chains), a batch b < B_simple/4 is
-   noise-dominated — a batch near B_simple needs
-   S(b)/S(B) = (1 + B_simple/b)/(1 + B_simple/B) times fewer steps (McCandlish et al. 2018,
-   taking B_crit ≈ B_simple), with the learning rate scaled linearly (or by √k);
-   b > 4·B_simple is past the critical batch size — diminishing returns, a smaller batch
-   needs fewer examples for the same progress.
-   Otherwise b is near the critical batch size and nothing is advised.
+2. **Batch size against the noise scale** (McCandlish et al. 2018): B is the measured noise
+   scale with its 95% interval (:mod:`sgdlab.noise_evidence`: B_simple = tr Σ/|G|² from the
+   engine's noise probe over the last quarter of the records and the live chains — bootstrap
+   over chains — or from the Monitor's per-step statistics — delta method —, or B_noise at
+   a stored engine run's final parameters on request). Advice reports the implied
+   S(b)/S_min = 1 + B/b and E(b)/E_min = 1 + b/B at the run's batch b (taking B_crit ≈ B).
+   A batch b < B/4 (the whole interval above 4b) is noise-dominated — a batch near B (the
+   power of 2 nearest it, where S/S_min = E/E_min = 2) needs
+   S(b)/S(B) = (1 + B/b)/(1 + B/B') times fewer steps, with the learning rate scaled linearly
+   (which the lab's ``lr-scaling`` study finds to hold below B_crit; the √ rule is slower
+   there); b > 4B (the whole interval below b/4) is past the critical batch size —
+   diminishing returns, a smaller batch needs fewer examples for the same progress.
+   Otherwise, or when B is not a finite positive number, nothing is advised. The noise scale
+   changes about tenfold along training (the lab's ``critical-batch``), so B is the order of
+   magnitude of B_crit (the evidence says so).
 3. **Gradient spikes** — max/median of the recorded gradient norms above 10: clip the
    global norm near the 95th percentile of the recorded norms (§5, "gradient clipping").
 4. **Oscillating loss** — the median absolute deviation of the last half of the loss, relative
@@ -38,9 +43,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
+from sgdlab.config import load_config
+from sgdlab.errors import SgdlabError
+from sgdlab.noise_evidence import (
+    LAB_NOTE,
+    NoiseScale,
+    chains_b_noise,
+    engine_b_simple,
+    monitor_b_simple,
+)
+from sgdlab.problems import build_problem
+from sgdlab.run_noise import chain_noise_scales
 from sgdlab.store import Store
-from sgdlab.theory._common import population_noise_traces
 from sgdlab.theory.batch_size import steps_to_target
 
 #: a batch this many times below (above) the noise scale is noise-dominated (past critical)
@@ -85,32 +101,6 @@ def _series(
         return np.nanmedian(values, axis=0)
 
 
-def _window_noise_scale(
-    metrics: dict[str, tuple[np.ndarray, np.ndarray]],
-    b: int,
-    live: np.ndarray | None,
-    population: int | None,
-) -> float | None:
-    """B_simple from the engine's per-step ``noise_trace`` and ``noise_grad_sq`` as a ratio of
-    averages over the last quarter of the recorded steps and the live chains (one minibatch's
-    estimate is far too noisy, and averaging ratios is biased): tr Σ̄ / (|ḡ|²‾ − tr Var ḡ)."""
-    if "noise_trace" not in metrics or "noise_grad_sq" not in metrics:
-        return None
-    tr = np.asarray(metrics["noise_trace"][1], dtype=float)
-    g2 = np.asarray(metrics["noise_grad_sq"][1], dtype=float)
-    if live is not None and live.shape[0] == tr.shape[0] and live.any():
-        tr, g2 = tr[live], g2[live]
-    q = max(1, tr.shape[1] // 4)
-    tr, g2 = tr[:, -q:], g2[:, -q:]
-    ok = np.isfinite(tr) & np.isfinite(g2)
-    if not ok.any():
-        return None
-    trace, grad_sq = float(tr[ok].mean()), float(g2[ok].mean())
-    trace_sigma, var_mean = population_noise_traces(trace, b, population)
-    denominator = grad_sq - var_mean
-    return trace_sigma / denominator if denominator > 0 else math.inf
-
-
 def _last_finite(x: np.ndarray | None) -> float | None:
     if x is None:
         return None
@@ -118,16 +108,105 @@ def _last_finite(x: np.ndarray | None) -> float | None:
     return float(finite[-1]) if finite.size else None
 
 
+def noise_scale(
+    metrics: dict[str, tuple[np.ndarray, np.ndarray]],
+    batch_size: int,
+    live: np.ndarray | None = None,
+    population: int | None = None,
+    seed: int = 0,
+) -> NoiseScale | None:
+    """The run's B_simple with its interval (:mod:`sgdlab.noise_evidence`): the engine's noise
+    probe, else the Monitor's per-step statistics, else (no interval) the Monitor's EMA
+    ``noise_scale`` or the engine's last per-step ``noise_b_simple``."""
+    found = engine_b_simple(metrics, batch_size, live, population, seed)
+    if found is None:
+        found = monitor_b_simple(metrics, batch_size, population)
+    if found is None:
+        for name, method in (("noise_scale", "Monitor EMA of two-batch estimates"),
+                             ("noise_b_simple", "last per-step estimate")):  # fmt: skip
+            value = _last_finite(_series(metrics, name, live))
+            if value is not None:
+                return NoiseScale("B_simple", value, (math.nan, math.nan),
+                                  f"{method}; no interval")  # fmt: skip
+    return found
+
+
+def batch_size_advice(noise: NoiseScale, batch_size: int, lr: float | None) -> Advice | None:
+    """Rule 2 (module docstring) from a measured noise scale B: a batch below B/4 (by the
+    whole interval) is noise-dominated, one above 4B (by the whole interval) is past the
+    critical batch size; ``None`` otherwise, or when B is not a finite positive number."""
+    if not noise.usable:
+        return None
+    lo, hi = noise.ci
+    low = lo if math.isfinite(lo) else noise.estimate
+    high = hi if math.isfinite(hi) else noise.estimate
+    implied = noise.implied(batch_size)
+    evidence = {
+        "batch_size": batch_size,
+        "noise_scale": noise.estimate,
+        "noise_scale_ci": noise.ci,
+        "noise_scale_name": noise.name,
+        "method": noise.method,
+        "lr": lr,
+        **implied,
+        "lab": LAB_NOTE,
+        "rule": f"b < {noise.name}/{BATCH_FACTOR:g} or b > {BATCH_FACTOR:g}·{noise.name} "
+        "(by the whole 95% interval when there is one)",
+    }
+    ratios = (f"at b = {batch_size}: S/S_min ≈ {implied['steps_over_min']:.3g}, "
+              f"E/E_min ≈ {implied['examples_over_min']:.3g}")
+    scale = noise.estimate
+    if batch_size * BATCH_FACTOR < low:
+        target = int(2 ** round(math.log2(scale)))
+        fewer = float(
+            steps_to_target(batch_size, 1.0, scale) / steps_to_target(target, 1.0, scale)
+        )
+        evidence.update(suggested_batch_size=target,
+                        suggested_lr=None if lr is None else lr * target / batch_size)
+        lr_txt = (
+            ""
+            if lr is None
+            else (
+                f" (linear scaling: lr {lr:g} → {lr * target / batch_size:.3g}; "
+                f"square-root: {lr * math.sqrt(target / batch_size):.3g})"
+            )
+        )
+        return Advice(
+            "batch_size",
+            f"batch {batch_size} is well below the noise scale {noise.describe()}: gradient "
+            f"noise dominates ({ratios}); a batch of {target} needs about {fewer:.1f}× fewer "
+            f"steps (S ∝ 1 + B/b){lr_txt}; {LAB_NOTE}",
+            evidence,
+        )
+    if batch_size > BATCH_FACTOR * high:
+        target = max(1, int(2 ** round(math.log2(scale))))
+        evidence.update(suggested_batch_size=target,
+                        suggested_lr=None if lr is None else lr * target / batch_size)
+        return Advice(
+            "batch_size",
+            f"batch {batch_size} is far above the noise scale {noise.describe()} (the critical "
+            f"batch size; {ratios}): larger batches bring diminishing returns; a batch of "
+            f"{target} reaches the same loss with about {implied['examples_over_min'] / 2:.1f}× "
+            "fewer examples",
+            evidence,
+        )
+    return None
+
+
 def advise(
     metrics: dict[str, tuple[np.ndarray, np.ndarray]],
     batch_size: int | None = None,
     lr: float | None = None,
     population: int | None = None,
+    noise: NoiseScale | None = None,
+    seed: int = 0,
 ) -> list[Advice]:
     """Advice for a run from its metrics ``name -> (steps, values [K, n])``. Any chain whose
     loss is not finite is reported as instability; the other rules summarize the live chains
     (median over chains). ``batch_size`` and ``lr`` are the run's settings; ``population`` is
-    N when its batches hold distinct samples of N (without replacement)."""
+    N when its batches hold distinct samples of N (without replacement). ``noise`` replaces
+    the B_simple measured from the metrics (e.g. a B_noise); ``seed`` seeds the bootstrap of
+    its interval."""
     out: list[Advice] = []
     live = _live(metrics)
     if live is not None and not live.all():
@@ -162,51 +241,12 @@ def advise(
                     },
                 )
             )
-    scale = _last_finite(_series(metrics, "noise_scale", live))  # Monitor: EMA-smoothed
-    if scale is None and batch_size:
-        scale = _window_noise_scale(metrics, batch_size, live, population)
-    if scale is None:
-        scale = _last_finite(_series(metrics, "noise_b_simple", live))
-    if scale is not None and batch_size and 0 < scale < math.inf:
-        k = scale / batch_size
-        evidence = {
-            "batch_size": batch_size,
-            "noise_scale": scale,
-            "lr": lr,
-            "rule": f"b < B_simple/{BATCH_FACTOR:g} or b > {BATCH_FACTOR:g}·B_simple",
-        }
-        if k > BATCH_FACTOR:
-            target = int(2 ** round(math.log2(scale)))
-            fewer = float(
-                steps_to_target(batch_size, 1.0, scale) / steps_to_target(target, 1.0, scale)
-            )
-            lr_txt = (
-                ""
-                if lr is None
-                else (
-                    f" (linear scaling: lr {lr:g} → {lr * target / batch_size:.3g}; "
-                    f"square-root: {lr * math.sqrt(target / batch_size):.3g})"
-                )
-            )
-            out.append(
-                Advice(
-                    "batch_size",
-                    f"batch {batch_size} is well below the noise scale B_simple ≈ {scale:.0f}: "
-                    f"gradient noise dominates; a batch of {target} needs about {fewer:.1f}× fewer "
-                    f"steps (S ∝ 1 + B_simple/b){lr_txt}",
-                    evidence,
-                )
-            )
-        elif k < 1 / BATCH_FACTOR:
-            out.append(
-                Advice(
-                    "batch_size",
-                    f"batch {batch_size} is far above the noise scale B_simple ≈ {scale:.1f} (the "
-                    "critical batch size): larger batches bring diminishing returns; a smaller "
-                    "batch reaches the same loss with fewer examples",
-                    evidence,
-                )
-            )
+    if noise is None and batch_size:
+        noise = noise_scale(metrics, batch_size, live, population, seed)
+    if noise is not None and batch_size:
+        item = batch_size_advice(noise, batch_size, lr)
+        if item is not None:
+            out.append(item)
     norms = _series(metrics, "grad_norm", live)
     if norms is not None:
         finite = norms[np.isfinite(norms)]
@@ -256,12 +296,8 @@ def advise(
 NOISE_METRICS = ("noise_scale", "noise_b_simple")
 
 
-def advise_stored_run(run_id: str, store_path: Path) -> tuple[list[Advice], bool]:
-    """:func:`advise` on a stored run (engine or Monitor), and whether the run recorded noise
-    statistics (without them there is no batch-size advice)."""
-    with Store(store_path, read_only=True) as db:
-        info = db.run(run_id)
-        metrics = db.metrics(info["run_id"])
+def _stored_settings(info: dict, metrics: dict) -> tuple[int | None, float | None, int | None]:
+    """(batch size, learning rate, population N for distinct batches) of a stored run."""
     cfg = info["config"]
     batch = cfg.get("batch") or {}
     b = batch.get("size") if batch.get("sampling") != "full" else (info["problem"] or {}).get("n")
@@ -274,7 +310,68 @@ def advise_stored_run(run_id: str, store_path: Path) -> tuple[list[Advice], bool
         if "lr" in metrics:
             median = float(np.nanmedian(metrics["lr"][1][:, -1]))
             lr = median if np.isfinite(median) else None
-        n = (info["problem"] or {}).get("n")
-        distinct = batch.get("sampling") in ("without_replacement", "full", "auto")
-        items = advise(metrics, batch_size=b, lr=lr, population=n if distinct and n else None)
-    return items, any(name in metrics for name in NOISE_METRICS)
+    n = (info["problem"] or {}).get("n")
+    distinct = batch.get("sampling") in ("without_replacement", "full", "auto")
+    return b, lr, n if distinct and n else None
+
+
+def advise_stored_run(
+    run_id: str, store_path: Path, b_noise: bool = False, seed: int = 0
+) -> tuple[list[Advice], bool]:
+    """:func:`advise` on a stored run (engine or Monitor), and whether the run recorded noise
+    statistics (without them there is no batch-size advice). With ``b_noise`` (engine runs on
+    a finite dataset) the batch-size rule uses B_noise at the final parameters instead of
+    B_simple (:func:`stored_b_noise`)."""
+    with Store(store_path, read_only=True) as db:
+        info = db.run(run_id)
+        metrics = db.metrics(info["run_id"])
+    b, lr, population = _stored_settings(info, metrics)
+    noise = stored_b_noise(info["run_id"], store_path, seed) if b_noise else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        items = advise(metrics, batch_size=b, lr=lr, population=population, noise=noise,
+                       seed=seed)  # fmt: skip
+    return items, noise is not None or any(name in metrics for name in NOISE_METRICS)
+
+
+def noise_report_stored_run(
+    run_id: str, store_path: Path, b_noise: bool = False, seed: int = 0
+) -> list[tuple[NoiseScale, dict[str, Any]]]:
+    """The noise scales of a stored run (B_simple; B_noise too with ``b_noise``), each with
+    the implied S(b)/S_min and E(b)/E_min at the run's batch size; only usable scales."""
+    with Store(store_path, read_only=True) as db:
+        info = db.run(run_id)
+        metrics = db.metrics(info["run_id"])
+    b, _, population = _stored_settings(info, metrics)
+    if not b:
+        return []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        scales = [noise_scale(metrics, b, _live(metrics), population, seed)]
+    if b_noise:
+        scales.append(stored_b_noise(info["run_id"], store_path, seed))
+    return [(sc, sc.implied(b)) for sc in scales if sc is not None and sc.usable]
+
+
+def stored_b_noise(run_id: str, store_path: Path, seed: int = 0, chains: int = 8) -> NoiseScale:
+    """B_noise of a stored engine run at the final parameters of (up to ``chains``) live
+    chains (:func:`sgdlab.run_noise.chain_noise_scales`, :func:`sgdlab.noise_evidence.
+    chains_b_noise`). A Monitor run, or a problem without a finite dataset, is a one-line
+    :class:`~sgdlab.errors.SgdlabError`."""
+    with Store(store_path, read_only=True) as db:
+        info = db.run(run_id)
+        if info.get("kind") == "monitor":
+            raise SgdlabError("B_noise needs the model's parameters, which a Monitor run does "
+                              "not store: measure it in your loop with sgdlab.measure.b_noise")
+        result = db.load_result(info["run_id"])
+    cfg = load_config(result.config)
+    streams = cfg.make_streams(result.seed_entropy)
+    problem = build_problem(cfg.problem.name, cfg.problem.params(), streams, torch.float64)
+    if not problem.finite:
+        raise SgdlabError(f"B_noise is measured over a finite dataset; problem "
+                          f"{problem.name!r} is a population (set its n)")  # fmt: skip
+    live = np.nonzero(~result.diverged)[0][:chains]
+    if live.size == 0:
+        raise SgdlabError("every chain of the run diverged: there is no B_noise to measure")
+    values = chain_noise_scales(problem, result.final_params[live].double(), seed=seed)
+    return chains_b_noise(values, seed)
