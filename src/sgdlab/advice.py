@@ -168,7 +168,9 @@ def batch_size_advice(noise: NoiseScale, batch_size: int, lr: float | None) -> A
             if lr is None
             else (
                 f" (linear scaling: lr {lr:g} → {lr * target / batch_size:.3g}; "
-                f"square-root: {lr * math.sqrt(target / batch_size):.3g})"
+                f"square-root: {lr * math.sqrt(target / batch_size):.3g}; the lab's lr-scaling "
+                "study: linear holds well below B_crit, and a large factor can cross the "
+                "stability edge η·λ_max = 2 — raise the step gradually and watch the loss)"
             )
         )
         return Advice(

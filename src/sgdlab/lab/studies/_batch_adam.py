@@ -64,7 +64,9 @@ def kappas(quick: bool) -> tuple[int, ...]:
 def _config(b: int, steps: int, settings: list[dict[str, float]]) -> dict:
     opt = {"name": "adam", **{k: [s[k] for s in settings] for k in BASE}}
     every = steps // 16
-    return {"problem": MLP, "seed": SEED, "dtype": "float32", "streams": {"off": ["init"]},
+    # each b its own sampling stream: the runs are independent (the bootstrap assumes it)
+    streams = {"off": ["init"], "seeds": {"sampling": SEED * 10**4 + b}}
+    return {"problem": MLP, "seed": SEED, "dtype": "float32", "streams": streams,
             "batch": {"size": b, "sampling": "with_replacement"},
             "chains": CHAINS * len(settings), "steps": steps, "optimizer": opt,
             "record": {"every": every, "objective": True}}  # fmt: skip

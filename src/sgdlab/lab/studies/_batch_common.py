@@ -53,8 +53,15 @@ def lattice_index(value: float) -> int:
 def sweep_config(base: dict, b: int, js: list[int], chains_per_lr: int, steps: int,
                  every: int) -> dict:  # fmt: skip
     """One run of a sweep: batch size ``b`` (with replacement), one chain group per lattice
-    step η_j (``js``), ``steps`` steps, the objective recorded every ``every`` steps."""
-    return {**base, "batch": {"size": b, "sampling": "with_replacement"},
+    step η_j (``js``), ``steps`` steps, the objective recorded every ``every`` steps.
+
+    Each b gets its own ``sampling`` stream (seed = root seed · 10⁴ + b; the data, from the
+    root seed, stay the same problem): runs of different b must be independent for the
+    bootstraps, which redraw each run's chains on their own (with one sampling stream, chain k
+    would draw overlapping batches at every b, and the errors of S(b) would be correlated)."""
+    streams = dict(base.get("streams") or {})
+    streams["seeds"] = {**streams.get("seeds", {}), "sampling": int(base["seed"]) * 10**4 + b}
+    return {**base, "streams": streams, "batch": {"size": b, "sampling": "with_replacement"},
             "chains": chains_per_lr * len(js), "steps": steps,
             "optimizer": {"name": "sgd", "lr": [eta(j) for j in js]},
             "record": {"every": every, "objective": True}}  # fmt: skip

@@ -20,6 +20,7 @@ import numpy as np
 from sgdlab.engine.loop import execute
 from sgdlab.engine.plan import prepare
 from sgdlab.engine.result import RunResult
+from sgdlab.lab.studies._batch_common import sweep_config
 from sgdlab.optim import Optimizer
 from sgdlab.optim.schedule_base import Schedule, Tail
 from sgdlab.theory.steps_to_target import greedy_schedule, greedy_steps_to_target
@@ -69,7 +70,8 @@ class GreedyRun:
 def greedy_runs(base: dict, bs: list[int], moments: tuple[np.ndarray, np.ndarray, np.ndarray],
                 target: float, chains: int) -> list[GreedyRun]:  # fmt: skip
     """For each b: the exact greedy schedule of the problem with ``moments`` = (λ, c, e₀), run
-    for 1.3 × its exact steps to the target, the objective recorded about 40 times."""
+    for 2 × its exact steps to the target (so that resampled chain means reach it too), the
+    objective recorded about 80 times."""
     lam, c, e0 = moments
     out = []
     for b in bs:
@@ -77,12 +79,11 @@ def greedy_runs(base: dict, bs: list[int], moments: tuple[np.ndarray, np.ndarray
         while not np.isfinite(s) and horizon <= 1 << 16:
             s = greedy_steps_to_target(lam, c, b, e0, target, np.arange(horizon + 1))
             horizon *= 4
-        steps = math.ceil(1.3 * s)
-        every = max(1, steps // 40)
+        steps = math.ceil(2 * s)
+        every = max(1, steps // 80)
         etas, _ = greedy_schedule(lam, c, b, e0, steps)
-        cfg = {**base, "batch": {"size": b, "sampling": "with_replacement"}, "chains": chains,
-               "steps": steps, "optimizer": {"name": "sgd", "lr": 1.0},
-               "record": {"every": every, "objective": True}}  # fmt: skip
+        cfg = {**sweep_config(base, b, [0], chains, steps, every),
+               "optimizer": {"name": "sgd", "lr": 1.0}}  # η_t from the table (lr0 = 1)
         rec = np.unique(np.r_[np.arange(0, steps + 1, every), steps])
         out.append(GreedyRun(b, run_schedule(cfg, etas),
                              greedy_steps_to_target(lam, c, b, e0, target, rec)))  # fmt: skip

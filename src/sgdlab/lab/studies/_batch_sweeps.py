@@ -92,7 +92,7 @@ def quad_spec() -> SweepSpec:
 #: (j_lo, j_hi, steps) per batch size, from a pilot sweep (target 0.03)
 LOGREG_SPEC = SweepSpec("logreg", LOGREG, "suboptimality", 0.03, 52, "float32", QUICK_B,
                         FULL_B, (48, 24, 8), b0=4, windows={
-    1: (-9, -5, 1300), 2: (-8, -4, 800), 4: (-5, -1, 450), 8: (-4, 0, 250), 16: (-2, 2, 130),
+    1: (-9, -5, 2000), 2: (-8, -4, 1000), 4: (-5, -1, 450), 8: (-4, 0, 250), 16: (-2, 2, 130),
     32: (-1, 3, 80), 64: (0, 4, 60), 128: (1, 5, 45), 256: (2, 5, 40), 512: (2, 5, 35),
     1024: (2, 5, 60), 2048: (2, 5, 60)})  # fmt: skip
 #: (j_lo, j_hi, steps) per batch size, from a pilot sweep (target 0.2); F over the 1797
