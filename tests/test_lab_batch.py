@@ -163,9 +163,9 @@ def test_advice_on_an_engine_run_whose_b_crit_the_study_measured(quick_batch, tm
     """The study's logistic regression at b = 4 (well below its measured B_crit), the step
     tuned there, 600 steps (to its noise floor), with the noise probe: the advice reports
     B_simple with an interval (bootstrap over the 16 chains), advises a larger batch — the
-    power of 2 nearest B, inside B's own interval — with the linearly scaled step, and its
-    interval meets the interval of the B_crit the study measured; so does B_noise's, on
-    request (final parameters of 8 chains)."""
+    power of 2 nearest B, inside B's own interval — with McCandlish's scaled step, which
+    matches the study's tuned steps, and its interval meets the interval of the B_crit the
+    study measured; so does B_noise's, on request (final parameters of 8 chains)."""
     bcrit = next(f for f in quick_batch.findings if f.study == "critical-batch"
                  and f.quantity.startswith("logistic regression") and "B_crit of" in f.quantity)
     j0 = lattice_index(bcrit.details["tuned_eta"][1])  # the step tuned at b = 4
@@ -183,7 +183,16 @@ def test_advice_on_an_engine_run_whose_b_crit_the_study_measured(quick_batch, tm
     b_s = ev["suggested_batch_size"]
     assert 2 ** math.floor(math.log2(lo)) <= b_s <= 2 ** math.ceil(math.log2(min(hi, 1e9)))
     assert lo <= bcrit.ci_high and bcrit.ci_low <= hi  # consistent with the measured B_crit
-    assert ev["suggested_lr"] == pytest.approx(eta(j0) * ev["suggested_batch_size"] / 4)
+    # the suggested step follows McCandlish's ε ∝ 1/(1 + B/b); the study's tuned steps at
+    # b = 4 and at the suggested batch resolve their ratio to within a lattice factor √2 (each
+    # end to 2^(1/4))
+    log_b = np.log(bcrit.details["batch_sizes"])
+    log_eta = np.log(bcrit.details["tuned_eta"])  # interpolated where b_s is between grid b
+    measured = float(np.exp(np.interp(np.log(b_s), log_b, log_eta) - np.interp(np.log(4),
+                                                                            log_b, log_eta)))
+    suggested = ev["suggested_lr"] / eta(j0)
+    assert measured / math.sqrt(2) <= suggested <= measured * math.sqrt(2)
+    assert suggested < b_s / 4  # below the linear rule's factor
     assert ev["steps_over_min"] == pytest.approx(1 + ev["noise_scale"] / 4)
     assert "B_simple ≈" in batch.message and "95% CI" in batch.message
     report = noise_report_stored_run(res.run_id, store, b_noise=True)

@@ -15,9 +15,11 @@ the rule that fired and the numbers behind it. The rules, in order:
    S(b)/S_min = 1 + B/b and E(b)/E_min = 1 + b/B at the run's batch b (taking B_crit ≈ B).
    A batch b < B/4 (the whole interval above 4b) is noise-dominated — a batch near B (the
    power of 2 nearest it, where S/S_min = E/E_min = 2) needs
-   S(b)/S(B) = (1 + B/b)/(1 + B/B') times fewer steps, with the learning rate scaled linearly
-   (which the lab's ``lr-scaling`` study finds to hold below B_crit; the √ rule is slower
-   there); b > 4B (the whole interval below b/4) is past the critical batch size —
+   S(b)/S(B) = (1 + B/b)/(1 + B/B') times fewer steps, with the step scaled by McCandlish's
+   optimal step ε ∝ 1/(1 + B/b) — linear while b ≪ B, saturating beyond (the lab's
+   ``lr-scaling`` study: the tuned step is linear in b only up to about B_crit/8, and the
+   linear rule crosses the stability edge beyond B_crit; the linear and √ values are quoted
+   too); b > 4B (the whole interval below b/4) is past the critical batch size —
    diminishing returns, a smaller batch needs fewer examples for the same progress.
    Otherwise, or when B is not a finite positive number, nothing is advised. The noise scale
    changes about tenfold along training (the lab's ``critical-batch``), so B is the order of
@@ -57,7 +59,7 @@ from sgdlab.noise_evidence import (
 from sgdlab.problems import build_problem
 from sgdlab.run_noise import chain_noise_scales
 from sgdlab.store import Store
-from sgdlab.theory.batch_size import steps_to_target
+from sgdlab.theory.batch_size import optimal_step, steps_to_target
 
 #: a batch this many times below (above) the noise scale is noise-dominated (past critical)
 BATCH_FACTOR = 4.0
@@ -161,16 +163,17 @@ def batch_size_advice(noise: NoiseScale, batch_size: int, lr: float | None) -> A
         fewer = float(
             steps_to_target(batch_size, 1.0, scale) / steps_to_target(target, 1.0, scale)
         )
-        evidence.update(suggested_batch_size=target,
-                        suggested_lr=None if lr is None else lr * target / batch_size)
+        new_lr = _scaled_lr(lr, batch_size, target, scale)
+        evidence.update(suggested_batch_size=target, suggested_lr=new_lr)
         lr_txt = (
             ""
             if lr is None
             else (
-                f" (linear scaling: lr {lr:g} → {lr * target / batch_size:.3g}; "
-                f"square-root: {lr * math.sqrt(target / batch_size):.3g}; the lab's lr-scaling "
-                "study: linear holds well below B_crit, and a large factor can cross the "
-                "stability edge η·λ_max = 2 — raise the step gradually and watch the loss)"
+                f" (step: lr {lr:g} → {new_lr:.3g} by McCandlish's optimal step ε ∝ 1/(1 + B/b), "
+                f"between the square-root {lr * math.sqrt(target / batch_size):.3g} and the "
+                f"linear scaling: lr {lr:g} → {lr * target / batch_size:.3g}; the lab's "
+                "lr-scaling study: linear holds only well below B_crit, and a large factor can "
+                "cross the stability edge η·λ_max = 2 — raise the step gradually)"
             )
         )
         return Advice(
@@ -183,7 +186,7 @@ def batch_size_advice(noise: NoiseScale, batch_size: int, lr: float | None) -> A
     if batch_size > BATCH_FACTOR * high:
         target = max(1, int(2 ** round(math.log2(scale))))
         evidence.update(suggested_batch_size=target,
-                        suggested_lr=None if lr is None else lr * target / batch_size)
+                        suggested_lr=_scaled_lr(lr, batch_size, target, scale))
         return Advice(
             "batch_size",
             f"batch {batch_size} is far above the noise scale {noise.describe()} (the critical "
@@ -193,6 +196,15 @@ def batch_size_advice(noise: NoiseScale, batch_size: int, lr: float | None) -> A
             evidence,
         )
     return None
+
+
+def _scaled_lr(lr: float | None, b: int, b_new: int, scale: float) -> float | None:
+    """The step for batch ``b_new`` from ``lr`` at ``b`` by McCandlish's optimal step
+    ε_opt(b) ∝ 1/(1 + B/b) (:func:`sgdlab.theory.batch_size.optimal_step`): linear in b for
+    b ≪ B, saturating for b ≫ B."""
+    if lr is None:
+        return None
+    return float(lr * optimal_step(b_new, 1.0, scale) / optimal_step(b, 1.0, scale))
 
 
 def advise(
