@@ -14,7 +14,7 @@ from sgdlab.theory.batch_size import (
     tradeoff_residual,
 )
 from sgdlab.theory.rates import expected_suboptimality_quadratic
-from sgdlab.theory.steps_to_target import (
+from sgdlab.theory.target_steps import (
     constant_step_suboptimality,
     first_passage,
     greedy_schedule,

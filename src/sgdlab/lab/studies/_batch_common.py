@@ -12,7 +12,7 @@
 * The problems and run settings shared by the studies, so that ``lr-scaling`` and
   ``throughput`` reuse ``critical-batch``'s stored runs (same configs, same hashes).
 
-Hitting times: :func:`sgdlab.theory.steps_to_target.first_passage` of the chain-mean curve
+Hitting times: :func:`sgdlab.theory.target_steps.first_passage` of the chain-mean curve
 (interpolated in log F between records), the functional the exact reference uses too.
 """
 
@@ -26,7 +26,7 @@ import numpy as np
 from sgdlab.engine.result import RunResult
 from sgdlab.lab.stats import groups
 from sgdlab.theory.batch_size import fit_critical_batch
-from sgdlab.theory.steps_to_target import first_passage
+from sgdlab.theory.target_steps import first_passage
 
 #: resamples of the sweep bootstraps
 N_BOOT = 1000

@@ -1,6 +1,6 @@
 """The greedy-step protocol of McCandlish et al. (2018) simulated by the engine on the quadratic.
 
-The greedy step η_t = Σλ²u/(Σλ³u + κΣλc/b) (:func:`sgdlab.theory.steps_to_target.greedy_schedule`)
+The greedy step η_t = Σλ²u/(Σλ³u + κΣλc/b) (:func:`sgdlab.theory.target_steps.greedy_schedule`)
 is a deterministic schedule computed from the exact moments of the run's own problem, one
 value per step. No config schedule can express an arbitrary table of steps, so these runs are
 built from their config (problem, seed, chains, batch) by the engine's own ``prepare`` with the
@@ -23,7 +23,7 @@ from sgdlab.engine.result import RunResult
 from sgdlab.lab.studies._batch_common import sweep_config
 from sgdlab.optim import Optimizer
 from sgdlab.optim.schedule_base import Schedule, Tail
-from sgdlab.theory.steps_to_target import greedy_schedule, greedy_steps_to_target
+from sgdlab.theory.target_steps import greedy_schedule, greedy_steps_to_target
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ own problem):
 * ``quad`` — a finite noisy quadratic (d = 8, λ log-spaced in [0.01, 1], N = 4096 centred
   isotropic noise draws, σ = 1), deterministic start e₀ = 10/√d·(1, …, 1), float64; target
   F − F* ≤ F₀/100. Its windows and run lengths come from the exact recursion
-  (:mod:`sgdlab.theory.steps_to_target`) of the population version (C = I), and the
+  (:mod:`sgdlab.theory.target_steps`) of the population version (C = I), and the
   lr-scaling rules start from the exact tuned step at b₀.
 * ``logreg`` — softmax logistic regression on a synthetic ill-conditioned mixture (N = 2000,
   20 features scaled by 1/(j+1), 3 classes, l2 = 0.01, as in ``efficiency``); target
@@ -37,7 +37,7 @@ import numpy as np
 from sgdlab.engine.result import RunResult
 from sgdlab.lab.studies._batch_common import eta, sweep_config
 from sgdlab.lab.studies._common import build
-from sgdlab.theory.steps_to_target import constant_step_suboptimality, first_passage
+from sgdlab.theory.target_steps import constant_step_suboptimality, first_passage
 
 QUAD = {"name": "quadratic", "dim": 8, "mu": 0.01, "L": 1.0, "noise": "isotropic",
         "noise_std": 1.0, "init_scale": 10.0, "n": 4096}

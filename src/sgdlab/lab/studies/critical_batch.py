@@ -10,7 +10,7 @@ fit_critical_batch`); intervals by a bootstrap over chains that re-tunes in ever
 (:mod:`sgdlab.lab.studies._batch_common`). Sweeps: :mod:`sgdlab.lab.studies._batch_sweeps`.
 
 * **Engine checks** — the noisy quadratic, where the whole curve has an exact reference
-  (:mod:`sgdlab.theory.steps_to_target`): the measured tuned S(b) against the exact tuned
+  (:mod:`sgdlab.theory.target_steps`): the measured tuned S(b) against the exact tuned
   S(b) over the same lattice steps and records, at every b (rule ``contains``, τ = 0), and
   the fitted B_crit against the fit to the exact S(b); the same fit for McCandlish's greedy
   step (schedule from the exact moments; :mod:`sgdlab.lab.studies._batch_greedy`).
@@ -55,7 +55,7 @@ from sgdlab.lab.studies._batch_sweeps import (
 from sgdlab.lab.studies._common import build, figure, save
 from sgdlab.lab.study import Context, Study, register
 from sgdlab.theory.batch_size import fit_critical_batch
-from sgdlab.theory.steps_to_target import (
+from sgdlab.theory.target_steps import (
     first_passage,
     greedy_schedule,
     path_noise_scales,
@@ -122,7 +122,7 @@ class CriticalBatch(Study):
                 CLAIM_SIM, f"quadratic: steps to F − F* ≤ F₀/100 at b={b}, η tuned by the exact "
                 "recursion", S[i], (lo, hi), kind="engine-check", predicted=float(S_ex[i]),
                 rule="contains", figure=FIG, ci_method=CI_FIXED,
-                theory="theory.steps_to_target.tuned_steps_to_target (same steps, same records)",
+                theory="theory.target_steps.tuned_steps_to_target (same steps, same records)",
                 eta=exact[i].eta, steps_per_eta=sweep.hits[i].tolist(),
                 exact_per_eta=exact[i].per_eta.tolist(),
                 etas=[eta(int(j)) for j in sweep.js[i]], measured_tuned_S=float(S_tuned[i]),
@@ -150,7 +150,7 @@ class CriticalBatch(Study):
                     CLAIM_NS, f"quadratic, {protocol}: exact B_crit / {name} averaged along "
                     "the noiseless path", b_crit / summ["path"], None, kind="analytic",
                     predicted=None, rule="report", figure=FIG,
-                    theory="theory.steps_to_target.path_noise_scales (exact moments)",
+                    theory="theory.target_steps.path_noise_scales (exact moments)",
                     b_crit=float(b_crit), scale_start=summ["start"],
                     scale_target=summ["target"], scale_path=summ["path"], s_min_path=s_min,
                 ))  # fmt: skip

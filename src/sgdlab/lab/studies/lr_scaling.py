@@ -56,7 +56,7 @@ from sgdlab.lab.studies._batch_sweeps import (
 from sgdlab.lab.studies._common import build, figure, save
 from sgdlab.lab.study import Context, Study, register
 from sgdlab.theory.batch_size import divergence_batch_size
-from sgdlab.theory.steps_to_target import (
+from sgdlab.theory.target_steps import (
     constant_step_suboptimality,
     first_passage,
     tuned_steps_to_target,
@@ -154,7 +154,7 @@ class LrScaling(Study):
                 percentile_ci(boots), kind="engine-check",
                 predicted=bs[i] * exact_hit(i, j) / e_ref, rule="contains", figure=FIG,
                 ci_method=CI_STEPS,
-                theory="theory.steps_to_target.constant_step_suboptimality, first passage",
+                theory="theory.target_steps.constant_step_suboptimality, first passage",
             ))  # fmt: skip
         if above:
             i = above[0]
