@@ -214,17 +214,20 @@ class RunConfig(_Section):
 def _file_digest(path: Path) -> str:
     """SHA-256 of a file's bytes; for a folder, of its entries' names, sizes and mtimes."""
     h = hashlib.sha256()
-    if path.is_dir():
-        for entry in sorted(path.iterdir()):
-            if entry.is_file():
-                st = entry.stat()
-                h.update(f"{entry.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    elif path.is_file():
-        with path.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-    else:
-        return "missing"
+    try:
+        if path.is_dir():
+            for entry in sorted(path.iterdir()):
+                if entry.is_file():
+                    st = entry.stat()
+                    h.update(f"{entry.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        elif path.is_file():
+            with path.open("rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+        else:
+            return "missing"
+    except OSError:  # unreadable: the problem's own loader says why, naming the field
+        return "unreadable"
     return h.hexdigest()[:16]
 
 

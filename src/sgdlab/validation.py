@@ -74,7 +74,8 @@ def _format_loc(section: str, loc: tuple[Any, ...]) -> str:
 def _key_text(key: object) -> str:
     """A key as it appears in a dotted field name (a long or odd key is shortened)."""
     text = str(key) if isinstance(key, str | int) else shorten(key, 24)
-    return text if len(text) <= 40 and text.isprintable() else shorten(text, 40)
+    plain = text and len(text) <= 40 and text.isprintable() and text.strip() == text
+    return text if plain else shorten(text, 40).replace("...", "…")  # dots separate keys
 
 
 def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel]:
@@ -123,7 +124,7 @@ def validate_section(model: type[BaseModel], data: Any, section: str) -> Any:
             ) from None
         msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
         got = shorten(err.get("input"))
-        if loc and got not in msg:  # (a section-level rule names its fields itself)
+        if loc and got not in msg and "got " not in msg:  # (unless it says already)
             msg = f"{msg} (got {got})"
         raise ConfigError(field, msg) from None
 

@@ -30,7 +30,6 @@ Example:
 
 from __future__ import annotations
 
-import gzip
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +42,7 @@ from torch import Tensor
 
 from sgdlab.errors import ConfigError
 from sgdlab.problems.base import ProblemParams
+from sgdlab.problems.data_files import read_data_bytes, read_npz_arrays
 from sgdlab.rng import Streams
 
 DatasetName = Literal["digits", "breast_cancer", "wine", "iris", "synthetic", "mnist", "npz"]
@@ -129,32 +129,32 @@ def make_synthetic(
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
-def read_idx(path: str | Path) -> np.ndarray:
+def read_idx(path: str | Path, field: str = "problem.path") -> np.ndarray:
     """Read one IDX file (the MNIST format), raw or gzip-compressed (detected by content).
 
     Layout: two zero bytes, a type code, the number of dimensions n, n big-endian int32
     sizes, then the data in big-endian order.
     """
     path = Path(path)
-    raw = path.read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
+    raw = read_data_bytes(path, field)
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
-        raise ConfigError("problem.path", f"{path} is not an IDX file (bad magic number)")
+        raise ConfigError(field, f"{path} is not an IDX file (bad magic number)")
     ndim = raw[3]
+    if ndim < 1 or len(raw) < 4 + 4 * ndim:
+        raise ConfigError(field, f"{path} is not an IDX file (bad header)")
     dims = tuple(int(v) for v in np.frombuffer(raw, dtype=">i4", count=ndim, offset=4))
     dt = np.dtype(_IDX_DTYPES[raw[2]])
-    count = int(np.prod(dims)) if dims else 1
+    count = math.prod(dims)
     offset = 4 + 4 * ndim
-    if len(raw) - offset < count * dt.itemsize:
-        raise ConfigError("problem.path", f"{path} is truncated: expected {dims} values")
+    if min(dims) < 0 or len(raw) - offset < count * dt.itemsize:
+        raise ConfigError(field, f"{path} is truncated: expected {dims} values")
     return np.frombuffer(raw, dtype=dt, count=count, offset=offset).reshape(dims)
 
 
 def load_idx(images: str | Path, labels: str | Path, name: str = "mnist") -> Dataset:
     """Images ``[N, ...]`` and labels ``[N]`` from two IDX files; uint8 pixels → [0, 1]."""
-    xs = read_idx(images)
-    ys = read_idx(labels)
+    xs = read_idx(images, "problem.path")
+    ys = read_idx(labels, "problem.labels_path")
     if xs.shape[0] != ys.shape[0]:
         raise ConfigError("problem.labels_path", f"{xs.shape[0]} images but {ys.shape[0]} labels")
     X = torch.from_numpy(xs.reshape(xs.shape[0], -1).astype(np.float64))
@@ -198,15 +198,7 @@ def load_mnist(
 def load_npz(path: str | Path) -> Dataset:
     """A ``.npz`` archive with arrays ``x [N, ...]`` and ``y [N]``."""
     path = Path(path).expanduser()
-    if not path.exists():
-        raise ConfigError("problem.path", f"{path} does not exist")
-    with np.load(path, allow_pickle=False) as archive:
-        missing = {"x", "y"} - set(archive.files)
-        if missing:
-            raise ConfigError(
-                "problem.path", f"{path} lacks array(s) {sorted(missing)}; has {archive.files}"
-            )
-        xs, ys = np.asarray(archive["x"]), np.asarray(archive["y"])
+    xs, ys = read_npz_arrays(path, "problem.path")
     if xs.shape[0] != ys.shape[0]:
         raise ConfigError("problem.path", f"x has {xs.shape[0]} rows but y has {ys.shape[0]}")
     X = torch.from_numpy(xs.reshape(xs.shape[0], -1).astype(np.float64))
