@@ -21,6 +21,7 @@ string.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -109,52 +110,41 @@ def _where(mark: Any) -> str:
     return f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
 
 
-def _children(node: yaml.Node) -> list[yaml.Node]:
-    if isinstance(node, yaml.SequenceNode):
-        return list(node.value)
-    if isinstance(node, yaml.MappingNode):
-        return [n for pair in node.value for n in pair]
-    return []
+#: (child, the key it is under — ``None`` for list items and mapping keys) of a container,
+#: ``None`` for a scalar
+Children = Callable[[Any], list[tuple[Any, str | None]] | None]
 
 
-def _check_nodes(root: yaml.Node, source: str) -> None:
-    """Depth, expanded size, self-reference and duplicate keys of a composed YAML document.
+def _check_bounds(
+    root: Any, children: Children, source: str, self_ref: str, where: Callable[[Any], str],
+    visit_hook: Callable[[Any, tuple], None],
+) -> None:  # fmt: skip
+    """Depth, expanded size and self-reference of a tree whose subtrees may be shared (a
+    YAML node graph with aliases, a dict holding the same list twice).
 
-    Sizes are memoized per node, so a node reached through many aliases is measured once
-    while its expansions are all counted: the check is linear in the file, not in the
-    expansion."""
-    memo: dict[int, tuple[int, int]] = {}  # id(node) -> (values, height)
+    Sizes are memoized per container, so a container reached through many references is
+    measured once while all its appearances are counted: the check is linear in the input,
+    not in its expansion. ``visit_hook(container, path)`` runs once per container."""
+    memo: dict[int, tuple[int, int]] = {}  # id(container) -> (values, height)
     on_path: set[int] = set()
 
-    def visit(node: yaml.Node, depth: int, path: tuple[str, ...]) -> tuple[int, int]:
-        key = id(node)
+    def visit(node: Any, depth: int, path: tuple[str, ...]) -> tuple[int, int]:
+        kids = children(node)
+        if kids is None:
+            return 1, 0
+        key, field = id(node), ".".join(path) or "config"
         if key in on_path:
-            raise ConfigError(
-                ".".join(path) or "config",
-                f"{source}: an alias refers to a value that contains it{_where(node.start_mark)}"
-                " (a self-referencing anchor); write the value out",
-            )
+            raise ConfigError(field, f"{source}: {self_ref}{where(node)}")
         if key in memo:
             size, height = memo[key]
         else:
-            if depth > MAX_DEPTH:  # before descending: aliases can chain deeper than the text
-                raise ConfigError(
-                    ".".join(path) or "config",
-                    f"{source} nests values more than {MAX_DEPTH} levels deep",
-                )
+            if depth > MAX_DEPTH:  # before descending: references can chain deeper than text
+                raise ConfigError(field, f"{source} nests values more than {MAX_DEPTH} levels deep")
             on_path.add(key)
-            if isinstance(node, yaml.MappingNode):
-                _no_duplicate_keys(node, path, source)
+            visit_hook(node, path)
             size, height = 1, 0
-            items: list[tuple[yaml.Node, tuple[str, ...]]] = []
-            if isinstance(node, yaml.MappingNode):
-                for k, v in node.value:
-                    label = k.value if isinstance(k, yaml.ScalarNode) else "?"
-                    items += [(k, path), (v, (*path, shorten(label, 40).strip("'\"")))]
-            else:
-                items = [(c, path) for c in _children(node)]
-            for child, child_path in items:
-                s, h = visit(child, depth + 1, child_path)
+            for child, part in kids:
+                s, h = visit(child, depth + 1, path if part is None else (*path, part))
                 size, height = size + s, max(height, h + 1)
                 if size > MAX_VALUES:
                     break
@@ -162,18 +152,45 @@ def _check_nodes(root: yaml.Node, source: str) -> None:
             memo[key] = (size, height)
         if size > MAX_VALUES:
             raise ConfigError(
-                ".".join(path) or "config",
-                f"{source} expands to more than {MAX_VALUES} values (YAML aliases?); a run "
-                "config is a few lines",
+                field, f"{source} expands to more than {MAX_VALUES} values (YAML aliases?); a "
+                "run config is a few lines",
             )  # fmt: skip
         if depth + height > MAX_DEPTH:
             raise ConfigError(
-                ".".join(path) or "config",
-                f"{source} nests values more than {MAX_DEPTH} levels deep{_where(node.start_mark)}",
+                field, f"{source} nests values more than {MAX_DEPTH} levels deep{where(node)}"
             )
         return size, height
 
     visit(root, 0, ())
+
+
+def _label(key: object) -> str:
+    return shorten(key, 40).strip("'\"")
+
+
+def _node_children(node: yaml.Node) -> list[tuple[Any, str | None]] | None:
+    if isinstance(node, yaml.SequenceNode):
+        return [(c, None) for c in node.value]
+    if isinstance(node, yaml.MappingNode):
+        out: list[tuple[Any, str | None]] = []
+        for k, v in node.value:
+            out += [(k, None), (v, _label(k.value if isinstance(k, yaml.ScalarNode) else "?"))]
+        return out
+    return None
+
+
+def _check_nodes(root: yaml.Node, source: str) -> None:
+    """Depth, expanded size, self-reference and duplicate keys of a composed YAML document."""
+
+    def duplicates(node: Any, path: tuple) -> None:
+        if isinstance(node, yaml.MappingNode):
+            _no_duplicate_keys(node, path, source)
+
+    _check_bounds(
+        root, _node_children, source,
+        "an alias refers to a value that contains it (a self-referencing anchor); write the "
+        "value out", lambda node: _where(node.start_mark), duplicates,
+    )  # fmt: skip
 
 
 def _no_duplicate_keys(node: yaml.MappingNode, path: tuple[str, ...], source: str) -> None:
@@ -183,7 +200,7 @@ def _no_duplicate_keys(node: yaml.MappingNode, path: tuple[str, ...], source: st
             continue
         ident = (k.tag, k.value)
         if ident in seen:
-            field = ".".join((*path, shorten(k.value, 40).strip("'\"")))
+            field = ".".join((*path, _label(k.value)))
             raise ConfigError(
                 field,
                 f"{source}: key {shorten(k.value)} is given twice{_where(k.start_mark)}; keep one",
@@ -223,38 +240,13 @@ def check_structure(data: Any, source: str = "config") -> None:
     """Refuse a config (dict) nested deeper than :data:`MAX_DEPTH`, holding more than
     :data:`MAX_VALUES` values (shared sub-objects counted each time they appear), or
     containing itself."""
-    memo: dict[int, tuple[int, int]] = {}
-    on_path: set[int] = set()
 
-    def visit(value: Any, depth: int, path: tuple[str, ...]) -> tuple[int, int]:
+    def children(value: Any) -> list[tuple[Any, str | None]] | None:
         if isinstance(value, dict):
-            items = [(v, (*path, shorten(k, 40).strip("'\""))) for k, v in value.items()]
-        elif isinstance(value, list | tuple | set | frozenset):
-            items = [(v, path) for v in value]
-        else:
-            return 1, 0
-        key = id(value)
-        field = ".".join(path) or "config"
-        if key in on_path:
-            raise ConfigError(field, f"{source} contains itself (a self-referencing value)")
-        if key in memo:
-            size, height = memo[key]
-        else:
-            if depth > MAX_DEPTH:
-                raise ConfigError(field, f"{source} nests values more than {MAX_DEPTH} levels deep")
-            on_path.add(key)
-            size, height = 1, 0
-            for child, child_path in items:
-                s, h = visit(child, depth + 1, child_path)
-                size, height = size + s, max(height, h + 1)
-                if size > MAX_VALUES:
-                    break
-            on_path.discard(key)
-            memo[key] = (size, height)
-        if size > MAX_VALUES:
-            raise ConfigError(field, f"{source} holds more than {MAX_VALUES} values")
-        if depth + height > MAX_DEPTH:
-            raise ConfigError(field, f"{source} nests values more than {MAX_DEPTH} levels deep")
-        return size, height
+            return [(v, _label(k)) for k, v in value.items()]
+        if isinstance(value, list | tuple | set | frozenset):
+            return [(v, None) for v in value]
+        return None
 
-    visit(data, 0, ())
+    _check_bounds(data, children, source, "contains itself (a self-referencing value)",
+                  lambda value: "", lambda value, path: None)  # fmt: skip

@@ -38,14 +38,10 @@ class AnalysisTables(StoreBase):
 
     def measurements(self, run_id: str) -> list[dict[str, Any]]:
         """Measurements of a run (``chain``, ``name``, ``value``, ``details``), by chain, name."""
-        with self.session():
-            rid = self.resolve(run_id)
-            with self._read() as con:
-                rows = con.execute(
-                    """SELECT chain, name, value, details_json FROM measurements
-                       WHERE run_id = ? ORDER BY chain, name""",
-                    [rid],
-                ).fetchall()
+        _, rows = self._run_query(
+            run_id, "SELECT chain, name, value, details_json FROM measurements "
+            "WHERE run_id = ? ORDER BY chain, name",
+        )  # fmt: skip
         return [
             {"chain": c, "name": n, "value": v, "details": json.loads(d or "{}")}
             for c, n, v, d in rows

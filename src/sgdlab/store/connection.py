@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -263,6 +264,15 @@ class StoreBase:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _run_query(self, run_id: str, sql: str, *args: Any, numpy: bool = False) -> tuple[str, Any]:
+        """``(full run id, result)`` of ``sql`` whose first parameter is the run's full id
+        (``run_id`` may be a prefix); rows, or columns as arrays with ``numpy``."""
+        with self.session():
+            rid = self.resolve(run_id)
+            with self._read() as con:
+                cur = con.execute(sql, [rid, *args])
+                return rid, cur.fetchnumpy() if numpy else cur.fetchall()
 
     def resolve(self, run_id: str) -> str:
         """The full id of the run whose id starts with ``run_id`` (must be unique)."""

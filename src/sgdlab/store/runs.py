@@ -176,18 +176,19 @@ class RunTables(StoreBase):
         own, rebuilt from the entropy it used (a config with seed ``None`` drew fresh entropy).
         """
         cfg = load_config(result.config)
-        self.begin_run(
-            result.run_id,
-            kind=kind,
-            name=name,
-            config=result.config,
-            config_hash=result.config_hash,
-            streams=cfg.make_streams(result.seed_entropy).describe(),
-            chains=result.chains,
-            steps=cfg.steps,
-            problem={"name": cfg.problem.name},
-        )
-        self.complete_run(result)
+        with self.session(write=True):  # one open for both transactions
+            self.begin_run(
+                result.run_id,
+                kind=kind,
+                name=name,
+                config=result.config,
+                config_hash=result.config_hash,
+                streams=cfg.make_streams(result.seed_entropy).describe(),
+                chains=result.chains,
+                steps=cfg.steps,
+                problem={"name": cfg.problem.name},
+            )
+            self.complete_run(result)
 
     def load_result(self, run_id: str) -> RunResult:
         """The :class:`RunResult` of a stored run (metrics, parameters, divergence)."""
@@ -282,24 +283,17 @@ class RunTables(StoreBase):
         return rows[0][0] if rows else None
 
     def metric_names(self, run_id: str) -> list[str]:
-        with self.session():
-            rid = self.resolve(run_id)
-            with self._read() as con:
-                rows = con.execute(
-                    "SELECT DISTINCT name FROM metrics WHERE run_id = ? ORDER BY name", [rid]
-                ).fetchall()
+        _, rows = self._run_query(
+            run_id, "SELECT DISTINCT name FROM metrics WHERE run_id = ? ORDER BY name"
+        )
         return [r[0] for r in rows]
 
     def metric(self, run_id: str, name: str) -> tuple[np.ndarray, np.ndarray]:
         """``(steps [n], values [K, n])`` of one metric of one run."""
-        with self.session():
-            rid = self.resolve(run_id)
-            with self._read() as con:
-                res = con.execute(
-                    """SELECT chain, step, value FROM metrics WHERE run_id = ? AND name = ?
-                       ORDER BY chain, step""",
-                    [rid, name],
-                ).fetchnumpy()
+        rid, res = self._run_query(
+            run_id, "SELECT chain, step, value FROM metrics WHERE run_id = ? AND name = ? "
+            "ORDER BY chain, step", name, numpy=True,
+        )  # fmt: skip
         if len(res["chain"]) == 0:
             raise StoreError(f"run {rid} has no metric {name!r}")
         steps = np.unique(res["step"])
@@ -317,23 +311,16 @@ class RunTables(StoreBase):
 
     def params(self, run_id: str, kind: str = "final") -> np.ndarray:
         """``[K, d]`` parameters of a run (``kind``: final or average)."""
-        with self.session():
-            rid = self.resolve(run_id)
-            with self._read() as con:
-                rows = con.execute(
-                    'SELECT chain, "values" FROM params WHERE run_id = ? AND kind = ? '
-                    "ORDER BY chain",
-                    [rid, kind],
-                ).fetchall()
+        rid, rows = self._run_query(
+            run_id, 'SELECT chain, "values" FROM params WHERE run_id = ? AND kind = ? '
+            "ORDER BY chain", kind,
+        )  # fmt: skip
         if not rows:
             raise StoreError(f"run {rid} has no {kind!r} parameters")
         return np.asarray([r[1] for r in rows], dtype=np.float64)
 
     def diverged(self, run_id: str) -> dict[int, int]:
-        with self.session():
-            rid = self.resolve(run_id)
-            with self._read() as con:
-                rows = con.execute(
-                    "SELECT chain, step FROM divergence WHERE run_id = ? ORDER BY chain", [rid]
-                ).fetchall()
+        _, rows = self._run_query(
+            run_id, "SELECT chain, step FROM divergence WHERE run_id = ? ORDER BY chain"
+        )
         return {int(c): int(s) for c, s in rows}
