@@ -142,3 +142,61 @@ def zero_limit(
         "quadratic_intercept": quad,
         "ratios": r,
     }
+
+
+WILSON = "Wilson score interval over independent chains (95%)"
+WELCH = "difference of chain means ± Welch t-quantile·SE (95%)"
+
+
+def wilson_ci(successes: int, n: int, level: float = 0.95) -> tuple[float, float, float]:
+    """``(p̂, lo, hi)`` for a binomial proportion of ``n`` independent chains (Wilson score
+    interval: it keeps its level near p = 0 or 1, where p̂ ± z·SE collapses to a point).
+
+    Example:
+        >>> [round(v, 4) for v in wilson_ci(0, 50)]
+        [0.0, 0.0, 0.0713]
+    """
+    if n < 1 or not 0 <= successes <= n:
+        raise ValueError(f"need 0 ≤ successes ≤ n and n ≥ 1, got {successes}/{n}")
+    z = float(sps.norm.ppf(0.5 + level / 2))
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return p, max(0.0, float(centre - half)), min(1.0, float(centre + half))
+
+
+def welch_diff_ci(a: np.ndarray, b: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
+    """``(mean(a) − mean(b), lo, hi)`` for two independent groups of iid per-chain values
+    (Welch's t-interval with the Welch–Satterthwaite degrees of freedom)."""
+    a = np.asarray(a, dtype=np.float64).reshape(-1)
+    b = np.asarray(b, dtype=np.float64).reshape(-1)
+    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
+    df = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
+    d = float(a.mean() - b.mean())
+    half = float(sps.t.ppf(0.5 + level / 2, df) * np.sqrt(va + vb))
+    return d, d - half, d + half
+
+
+def integrated_autocorrelation_time(x: np.ndarray, c: float = 5.0) -> float:
+    """Integrated autocorrelation time τ_int = 1 + 2 Σ_{k≥1} ρ(k) of the rows of ``x [K, n]``
+    (chains, equally spaced records), with Sokal's automatic window: the smallest M with
+    M ≥ c·τ_int(M). The autocovariance is averaged over the chains (each centred on its own
+    mean). The variance of a time average of n correlated records is τ_int times the naive
+    s²/n — why the lab never takes an SE over correlated steps.
+
+    Reference: Sokal, "Monte Carlo Methods in Statistical Mechanics" (1997), §3.
+    """
+    v = np.atleast_2d(np.asarray(x, dtype=np.float64))
+    v = v - v.mean(axis=1, keepdims=True)
+    n = v.shape[1]
+    f = np.fft.rfft(v, 2 * n, axis=1)
+    acov = np.fft.irfft(f * np.conj(f), axis=1)[:, :n].mean(axis=0) / n
+    if acov[0] <= 0:
+        return float("nan")
+    rho = acov / acov[0]
+    tau = 1.0
+    for m in range(1, n):
+        tau += 2 * rho[m]
+        if m >= c * tau:
+            return float(tau)
+    return float("nan")

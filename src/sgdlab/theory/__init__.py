@@ -72,6 +72,13 @@ from sgdlab.theory.langevin import (
     sgd_sde_covariance,
     sgd_temperature,
 )
+from sgdlab.theory.linear_regression import (
+    linreg_gibbs,
+    linreg_lyapunov,
+    linreg_sgd_second_moments,
+    linreg_sgd_stationary,
+    shape_ratio,
+)
 from sgdlab.theory.noise_floor import (
     BCNConstants,
     bcn_constants_quadratic,
@@ -151,6 +158,10 @@ __all__ = [
     "kramers_escape_time",
     "kramers_rate",
     "laplace_occupancy_ratio",
+    "linreg_gibbs",
+    "linreg_lyapunov",
+    "linreg_sgd_second_moments",
+    "linreg_sgd_stationary",
     "mean_first_passage_time",
     "minibatch_noise_trace",
     "momentum_stationary_covariance",
@@ -177,6 +188,7 @@ __all__ = [
     "sgd_temperature",
     "sgd_transient_excess_loss",
     "sgd_transient_excess_loss_eig",
+    "shape_ratio",
     "small_eta_noise_floor",
     "stability_threshold",
     "steps_to_target",

@@ -43,10 +43,12 @@ class ChainLaw:
 
     @property
     def nodes(self) -> FloatArray:
+        """The chain's quadrature nodes."""
         return self.chain.nodes
 
     @property
     def weights(self) -> FloatArray:
+        """The chain's quadrature weights."""
         return self.chain.weights
 
     @property
@@ -60,10 +62,12 @@ class ChainLaw:
 
     @property
     def mean(self) -> float:
+        """E w (normalised by :attr:`total`)."""
         return self.expect(lambda x: x) / self.total
 
     @property
     def var(self) -> float:
+        """Var w (normalised by :attr:`total`)."""
         m = self.mean
         return self.expect(lambda x: (x - m) ** 2) / self.total
 

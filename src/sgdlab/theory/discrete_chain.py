@@ -124,10 +124,12 @@ class SGDChain1D:
 
     @property
     def nodes(self) -> FloatArray:
+        """Quadrature nodes x_i on [lo, hi] (Gauss–Legendre, 8 per panel)."""
         return self._grid[0]
 
     @property
     def weights(self) -> FloatArray:
+        """Quadrature weights w_i (Σ w_i f(x_i) ≈ ∫_lo^hi f)."""
         return self._grid[1]
 
     def drift(self, x: ArrayLike) -> FloatArray:
@@ -137,6 +139,7 @@ class SGDChain1D:
 
     @cached_property
     def drift_nodes(self) -> FloatArray:
+        """m(x_i) at the nodes."""
         return self.drift(self.nodes)
 
     def kernel(self, x: ArrayLike, y: ArrayLike | None = None) -> FloatArray:
@@ -224,6 +227,32 @@ class SGDChain1D:
                 out[t] = ChainLaw(self, u, prev=prev,
                                   start=float(start) if point and t == 1 else None)  # fmt: skip
         return [out[int(t)] for t in steps]
+
+    def window_law(self, start: float | ArrayLike, steps: Sequence[int],
+                   tol: float = 1e-13) -> ChainLaw:  # fmt: skip
+        """The average of the laws of w_t over the given steps (all ≥ 2) from a point or a
+        density: the exact expectation of a histogram (or any time average) over recorded
+        steps, transient included. Once the law has converged to the stationary one (L1
+        distance ≤ ``tol``), the remaining steps use the stationary law.
+        """
+        ts = sorted({int(t) for t in steps})
+        if not ts or ts[0] < 2:
+            raise ConfigError("steps", "window_law needs recorded steps t ≥ 2")
+        pi = self.stationary().values
+        want = set(ts)
+        point = np.ndim(start) == 0
+        u = self.point_law(float(start)) if point else self._forward(
+            np.asarray(start, dtype=np.float64))  # fmt: skip
+        acc, acc_prev, n = np.zeros_like(u), np.zeros_like(u), 0
+        for t in range(2, ts[-1] + 1):
+            prev, u = u, self._forward(u)
+            if t in want:
+                acc, acc_prev, n = acc + u, acc_prev + prev, n + 1
+            if float(self.weights @ np.abs(u - pi)) <= tol:
+                rest = sum(1 for x in ts if x > t)
+                acc, acc_prev, n = acc + rest * pi, acc_prev + rest * pi, n + rest
+                break
+        return ChainLaw(self, acc / n, prev=acc_prev / n)
 
     # ---------------------------------------------------------- first passage
     def first_passage(
