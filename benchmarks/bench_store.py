@@ -100,8 +100,10 @@ def main() -> dict:
         for label, cfg in sizes.items():
             plan, res, loop_s = _result(cfg)
             reps = args.repeats if label == "small" else max(1, args.repeats // 2)
-            short = _median(lambda: _store_time(path, plan, res, held=False), reps)
-            held = _median(lambda: _store_time(path, plan, res, held=True), reps)
+            short = statistics.median(
+                _store_time(path, plan, res, held=False) for _ in range(reps)
+            )
+            held = statistics.median(_store_time(path, plan, res, held=True) for _ in range(reps))
             out[label] = {"loop_s": loop_s, "store_s_short_connections": short,
                           "store_s_held_connection": held, "extra_s": short - held}  # fmt: skip
         plan, res, _ = _result(SMALL)
