@@ -72,7 +72,7 @@ def test_two_writers_and_a_reader(tmp_path):
                         assert row["stale"] is False, row
                         shown = runner.invoke(app, ["show", row["run_id"], "--store", str(store)])
                         assert busy_or_ok(shown), shown.output
-        time.sleep(0.2)
+        time.sleep(0.05)
     results = [w.communicate(timeout=60) for w in writers]
     for w, (_, err) in zip(writers, results, strict=True):
         lines = [ln for ln in err.splitlines() if ln.strip()]
