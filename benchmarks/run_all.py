@@ -9,7 +9,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 BENCHES = ["bench_engine.py", "bench_noise.py", "bench_monitor.py", "bench_curvature.py",
-           "bench_ray.py"]
+           "bench_ray.py", "bench_store.py", "bench_threads.py"]
 
 
 def main() -> int:

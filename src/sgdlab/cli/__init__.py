@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 from sgdlab.cli import lab, measure, report, runs, sweep  # noqa: F401  (register the commands)
-from sgdlab.cli._util import Terminated
+from sgdlab.cli._util import Terminated, ignore_interrupts
 from sgdlab.cli.app import app
 
 __all__ = ["app", "main"]
@@ -34,7 +34,10 @@ def main() -> None:  # pragma: no cover
 
     if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
         signal.signal(signal.SIGTERM, on_sigterm)
-    app()
+    try:
+        app()
+    finally:
+        ignore_interrupts()  # exiting: a further Ctrl-C prints no shutdown traceback
 
 
 if __name__ == "__main__":  # pragma: no cover

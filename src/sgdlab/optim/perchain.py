@@ -24,6 +24,7 @@ from pydantic import PlainValidator, WithJsonSchema
 from torch import Tensor
 
 from sgdlab.errors import ConfigError
+from sgdlab.validation import shorten
 
 __all__ = ["FloatOrList", "divisors", "per_chain"]
 
@@ -85,7 +86,9 @@ def per_chain(
     try:
         values = _as_floats(value)
     except (TypeError, ValueError):
-        raise ConfigError(field, f"must be a number or a list of numbers, got {value!r}") from None
+        raise ConfigError(
+            field, f"must be a number or a list of numbers, got {shorten(value)}"
+        ) from None
     if not values:
         raise ConfigError(field, "empty list: give one value, or one value per group of chains")
     if chains % len(values) != 0:
@@ -110,13 +113,13 @@ def per_chain(
 def _validate_float_or_list(value: Any) -> float | list[float]:
     def one(v: Any) -> float:
         if isinstance(v, bool) or not isinstance(v, int | float | str):
-            raise ValueError(f"must be a number or a list of numbers, got {v!r}")
+            raise ValueError(f"must be a number or a list of numbers, got {shorten(v)}")
         try:
             x = float(v)
         except ValueError:
-            raise ValueError(f"must be a number or a list of numbers, got {v!r}") from None
+            raise ValueError(f"must be a number or a list of numbers, got {shorten(v)}") from None
         if not math.isfinite(x):
-            raise ValueError(f"must be a finite number, got {v!r}")
+            raise ValueError(f"must be a finite number, got {shorten(v)}")
         return x
 
     if isinstance(value, list | tuple):

@@ -33,7 +33,7 @@ from sgdlab.optim.schedules import (
     Polynomial,
     Step,
 )
-from sgdlab.validation import unknown_name, validate_section
+from sgdlab.validation import shorten, unknown_name, validate_section
 
 __all__ = [
     "OPTIMIZERS",
@@ -115,7 +115,9 @@ def build_optimizer(
         ('momentum', [0.1, 0.1, 0.2, 0.2], [0.9, 0.9, 0.9, 0.9])
     """
     if not isinstance(params, dict):
-        raise ConfigError("optimizer", f"must be a mapping with a 'name' key, got {params!r}")
+        raise ConfigError(
+            "optimizer", f"must be a mapping with a 'name' key, got {shorten(params)}"
+        )
     data = dict(params)
     if "name" not in data:
         raise ConfigError("optimizer.name", f"missing: choose one of {', '.join(OPTIMIZERS)}")
@@ -166,7 +168,9 @@ def build_schedule(params: dict[str, Any] | None, total_steps: int) -> Schedule:
     if params is None:
         params = {"name": "constant"}
     if not isinstance(params, dict):
-        raise ConfigError("schedule", f"must be a mapping with a 'name' key, got {params!r}")
+        raise ConfigError(
+            "schedule", f"must be a mapping with a 'name' key, got {shorten(params)}"
+        )
     data = dict(params)
     cls = schedule_class(data.pop("name", "constant"))
     validated = validate_section(cls.Params, data, "schedule")

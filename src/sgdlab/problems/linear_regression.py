@@ -42,7 +42,7 @@ import math
 from typing import Literal
 
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from torch import Tensor
 from torch.nn.utils import skip_init
 
@@ -71,9 +71,29 @@ class LinearRegressionParams(ProblemParams):
     @field_validator("eigenvalues")
     @classmethod
     def _positive(cls, v: list[float] | None) -> list[float] | None:
+        if v is not None and not v:
+            raise ValueError("give at least one eigenvalue (or leave eigenvalues out)")
         if v is not None and any(e <= 0 for e in v):
             raise ValueError("eigenvalues of a covariance must be > 0")
         return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LinearRegressionParams:
+        # as the quadratic: dim at its default counts as not given (stored configs carry it)
+        default = type(self).model_fields["dim"].default
+        d = self.dim
+        if self.eigenvalues is not None and d != len(self.eigenvalues) and d != default:
+            raise ValueError(
+                f"dim ({d}) disagrees with the {len(self.eigenvalues)} eigenvalues: drop dim "
+                "(the eigenvalues set it) or give one eigenvalue per dimension"
+            )
+        return self
+
+    def estimated_bytes(self, itemsize: int) -> int:
+        """Memory to build the problem (:mod:`sgdlab.engine.memory`): about six d×d float64
+        matrices (Q, S, S^{1/2}, H, temporaries) and, with ``n``, the n×d design thrice."""
+        d = len(self.eigenvalues) if self.eigenvalues is not None else self.dim
+        return 6 * d * d * 8 + (3 * self.n * d * 8 if self.n else 0)
 
 
 @register
