@@ -21,7 +21,7 @@ demo: setup
 	$(BIN)/sgdlab lab run --all --quick
 
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks examples

@@ -28,9 +28,11 @@ runner = CliRunner()
 
 
 def config(seed: int) -> str:
+    # a loop of several seconds (a reader under a loaded machine must find the runs running)
+    # and 3000 recorded rows per chain (a commit that holds the lock a while)
     return (
         "problem: {name: quadratic, dim: 5}\nbatch: {size: 4, sampling: stream}\n"
-        f"chains: 64\nsteps: 4000\nrecord: {{every: 1}}\ndtype: float64\nseed: {seed}\n"
+        f"chains: 64\nsteps: 30000\nrecord: {{every: 10}}\ndtype: float64\nseed: {seed}\n"
     )
 
 

@@ -17,7 +17,6 @@ import torch
 import sgdlab
 from sgdlab.advice import advise_stored_run, noise_report_stored_run
 from sgdlab.config import load_config
-from sgdlab.lab.session import run_studies
 from sgdlab.lab.studies import (  # noqa: F401  (registers the studies)
     batch_variance,
     critical_batch,
@@ -32,6 +31,9 @@ from sgdlab.lab.study import STUDIES
 from sgdlab.measure.noise.stats import gradient_noise
 from sgdlab.problems import build_problem
 from sgdlab.run_noise import dataset_gradients, simple_scale
+
+#: every test here reads the session's one quick lab run: keep them on one xdist worker
+pytestmark = pytest.mark.xdist_group("quick_lab")
 
 BATCH = ("batch-variance", "critical-batch", "lr-scaling", "throughput")
 
@@ -102,11 +104,10 @@ def test_path_b_simple_is_the_instruments():
         stats.trace_sigma / stats.grad_norm_sq, rel=1e-10)
 
 
-@pytest.fixture(scope="module")
-def quick_batch(tmp_path_factory):
-    """The four batch studies in quick mode, run once for the tests below."""
-    out = tmp_path_factory.mktemp("quick-batch")
-    return run_studies(list(BATCH), quick=True, store=out / "s.duckdb", out=out)
+@pytest.fixture
+def quick_batch(quick_lab):
+    """The lab's quick run (every study, once per session: ``conftest.quick_lab``)."""
+    return quick_lab
 
 
 #: the (kind, verdict) of each study's quick findings, in order; findings measured in seconds
@@ -151,7 +152,7 @@ def test_quadratic_steps_and_b_crit_match_the_exact_recursion(quick_batch):
 
 @pytest.mark.slow
 def test_machine_labelled_findings(quick_batch):
-    timed = [f for f in quick_batch.findings if "machine" in f.details]
+    timed = [f for f in quick_batch.findings if "machine" in f.details and f.study in BATCH]
     assert len(timed) == 4 and all(f.study == "throughput" for f in timed)
     for f in timed:
         assert "cores" in f.details["machine"] and "seconds on this machine" in f.quantity

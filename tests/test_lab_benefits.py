@@ -22,7 +22,6 @@ import sgdlab.lab.studies.langevin_gibbs
 from sgdlab.config import load_config
 from sgdlab.engine.plan import prepare
 from sgdlab.errors import ConfigError
-from sgdlab.lab.session import run_studies
 from sgdlab.lab.stats import integrated_autocorrelation_time, welch_diff_ci, wilson_ci
 from sgdlab.lab.studies import all_studies
 from sgdlab.lab.studies._benefits_common import first_exit, positions
@@ -30,6 +29,9 @@ from sgdlab.lab.studies._common import build
 from sgdlab.lab.studies.escape import _geometry_of
 from sgdlab.problems import build_problem
 from sgdlab.sources import initial_params
+
+#: every test here reads the session's one quick lab run: keep them on one xdist worker
+pytestmark = pytest.mark.xdist_group("quick_lab")
 
 BENEFITS = ("escape", "langevin", "flat-minima", "implicit-regularization")
 
@@ -108,11 +110,10 @@ def test_escape_refuses_a_landscape_without_a_barrier():
 
 
 # ------------------------------------------------------------------ the quick run
-@pytest.fixture(scope="module")
-def quick_benefits(tmp_path_factory):
-    """The four studies in quick mode, run once for the tests below."""
-    out = tmp_path_factory.mktemp("quick-benefits")
-    return run_studies(list(BENEFITS), quick=True, store=out / "s.duckdb", out=out)
+@pytest.fixture
+def quick_benefits(quick_lab):
+    """The lab's quick run (every study, once per session: ``conftest.quick_lab``)."""
+    return quick_lab
 
 
 A, E, X = "article", "engine-check", "analytic"

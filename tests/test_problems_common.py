@@ -17,6 +17,9 @@ from sgdlab.problems import build_problem
 from sgdlab.rng import Streams
 
 CASES = {
+    "anharmonic_2d": ("anharmonic", {"dim": 2, "kappa": 1.5, "beta": 0.5, "k": 2.0,
+                                     "noise_std": 0.5}),
+    "piecewise_two_basin": ("piecewise_two_basin", {"noise_std": 0.5}),
     "linreg_pop": ("linear_regression", {"dim": 3, "rotate": True, "mu": 0.3, "L": 2.0}),
     "linreg_finite": ("linear_regression", {"dim": 3, "n": 40, "rotate": True, "mu": 0.5}),
     "logreg_iris": ("logistic_regression", {"dataset": "iris", "l2": 0.01}),

@@ -223,11 +223,22 @@ def optimizers_cmd() -> None:
 def advise_cmd(
     run_id: Annotated[str, typer.Argument(help="run id (a unique prefix is enough)")],
     store: StoreOpt = None,
+    b_noise: Annotated[
+        bool, typer.Option("--b-noise", help="also measure B_noise = tr(HΣ)/(GᵀHG) at the final "
+                           "parameters (engine runs on a finite dataset) and advise from it")
+    ] = False,
 ) -> None:
     """What to change (batch size, learning rate, clipping), from a run's measured noise."""
-    from sgdlab.advice import advise_stored_run
+    from sgdlab.advice import advise_stored_run, noise_report_stored_run
 
-    items, has_noise = advise_stored_run(run_id, store_path(store))
+    path = store_path(store)
+    for scale, implied in noise_report_stored_run(run_id, path, b_noise=b_noise):
+        lo, hi = implied["steps_over_min_ci"]
+        ci = f" [{lo:.3g}, {hi:.3g}]" if lo == lo else ""
+        console.print(f"noise scale: {scale.describe()}; at this batch S/S_min ≈ "
+                      f"{implied['steps_over_min']:.3g}{ci}, E/E_min ≈ "
+                      f"{implied['examples_over_min']:.3g}", highlight=False)  # fmt: skip
+    items, has_noise = advise_stored_run(run_id, path, b_noise=b_noise)
     if not has_noise:
         console.print("note: the run recorded no noise statistics, so there is no batch-size "
                       "advice; record them with `record: {noise: true}` in the config, or "

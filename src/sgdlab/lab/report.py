@@ -1,8 +1,9 @@
 """The lab report: Markdown tables of findings, article claims first, tallied by kind.
 
-Each kind (:data:`sgdlab.lab.findings.KINDS`) gets its own table and tally; the headline
-counts only ``article`` findings. Every nonzero tolerance is listed with its derivation, and
-the multiplicity of the tests is stated.
+Each kind (:data:`sgdlab.lab.findings.KINDS`) gets its own part and tally, its findings
+grouped by the article's sections (§3.1 benefits, §3.2 price, §4 the minibatch size); the
+headline counts only ``article`` findings. Every nonzero tolerance is listed with its
+derivation, and the multiplicity of the tests is stated.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import math
 from pathlib import Path
 
 from sgdlab.lab.findings import Finding, multiplicity, tally
+from sgdlab.lab.studies import SECTIONS, article_section
 
 _MARK = {
     "agrees": "✅ agrees",
@@ -133,11 +135,16 @@ def write_report(findings: list[Finding], out: Path, quick: bool = False) -> Pat
             numbers[id(f)] = len(notes) + 1
             notes.append(f"{len(notes) + 1}. {f.study} — {f.quantity}: tol = "
                          f"{fmt(f.tolerance)}; {derivation}")  # fmt: skip
+    section_titles = [t for t, _ in SECTIONS] + ["Other studies"]
     for kind, title in _TITLES.items():
         rows = [f for f in findings if f.kind == kind]
-        if rows:
-            text += [f"## {title}", "", _tally_line(findings, kind) + ".", ""]
-            text += [findings_table(rows, numbers), ""]
+        if not rows:
+            continue
+        text += [f"## {title}", "", _tally_line(findings, kind) + ".", ""]
+        for section in section_titles:
+            part = [f for f in rows if article_section(f.study) == section]
+            if part:
+                text += [f"### {section}", "", findings_table(part, numbers), ""]
     if notes:
         text += ["## Tolerance derivations", "", *notes, ""]
     figures = sorted({f.figure for f in findings if f.figure})

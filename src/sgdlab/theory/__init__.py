@@ -9,8 +9,12 @@ Pure numpy/scipy functions, one topic per module:
   under any schedule, averaged SGD (O(1/√T)), GD's linear rate, log-log and geometric fits.
 * :mod:`~sgdlab.theory.langevin` — Gibbs density, OU covariance, Kramers rate, exact mean
   first-passage time, SGD temperature, Laplace (flat-minimum) occupancy ratio.
-* :mod:`~sgdlab.theory.batch_size` — minibatch variance, noise scales, critical batch size,
-  learning-rate scaling rules.
+* :mod:`~sgdlab.theory.batch_size` — minibatch variance, noise scales, critical batch size
+  and the McCandlish fit S = S_min(1 + B_crit/b), learning-rate scaling rules and the batch
+  where a scaled step diverges.
+* :mod:`~sgdlab.theory.target_steps` — exact steps to a target on the noisy quadratic for a
+  constant step (tuned over a grid) and for McCandlish's greedy step; first passage of a
+  recorded curve; noise scales along a path.
 * :mod:`~sgdlab.theory.escape` — strict-saddle escape times of GD and SGD.
 * :mod:`~sgdlab.theory.discrete_chain` — the 1-D SGD chain at a finite step size on a grid:
   its exact stationary law, laws at any step, and first-passage times (mean, survival,
@@ -36,12 +40,15 @@ from sgdlab.theory.basins import (
     piecewise_quadratic_gibbs_masses,
 )
 from sgdlab.theory.batch_size import (
+    CriticalBatchFit,
     b_noise,
     b_simple,
     critical_batch_size,
+    divergence_batch_size,
     eps_max,
     examples_to_target,
     expected_improvement,
+    fit_critical_batch,
     minibatch_noise_trace,
     optimal_improvement,
     optimal_step,
@@ -119,15 +126,26 @@ from sgdlab.theory.rates import (
     quadratic_moments,
     uniform_average_bound,
 )
+from sgdlab.theory.target_steps import (
+    TunedSteps,
+    constant_step_suboptimality,
+    first_passage,
+    greedy_schedule,
+    greedy_steps_to_target,
+    path_noise_scales,
+    tuned_steps_to_target,
+)
 
 __all__ = [
     "BCNConstants",
     "ChainLaw",
+    "CriticalBatchFit",
     "FirstPassage",
     "GibbsDensity",
     "RateFit",
     "SGDChain1D",
     "SlopeFit",
+    "TunedSteps",
     "arrhenius_slope",
     "averaged_sgd_bound",
     "averaged_sgd_optimal_constant_step",
@@ -140,13 +158,17 @@ __all__ = [
     "bcn_fixed_step_bound",
     "bcn_fixed_step_limit",
     "check_temperature",
+    "constant_step_suboptimality",
     "critical_batch_size",
+    "divergence_batch_size",
     "eps_max",
     "examples_to_target",
     "expected_improvement",
     "expected_suboptimality_averaged_quadratic",
     "expected_suboptimality_quadratic",
     "finite_population_factor",
+    "first_passage",
+    "fit_critical_batch",
     "fit_geometric_rate",
     "fit_loglog_slope",
     "gd_contraction_factor",
@@ -155,6 +177,8 @@ __all__ = [
     "gd_strongly_convex_bound",
     "gibbs_basin_mass",
     "gibbs_density",
+    "greedy_schedule",
+    "greedy_steps_to_target",
     "kramers_escape_time",
     "kramers_rate",
     "laplace_occupancy_ratio",
@@ -171,6 +195,7 @@ __all__ = [
     "optimal_step",
     "ou_isotropic_covariance",
     "ou_stationary_covariance",
+    "path_noise_scales",
     "piecewise_quadratic_gibbs_masses",
     "quadratic_form_exceedance",
     "quadratic_moments",
@@ -193,5 +218,6 @@ __all__ = [
     "stability_threshold",
     "steps_to_target",
     "tradeoff_residual",
+    "tuned_steps_to_target",
     "uniform_average_bound",
 ]
