@@ -7,6 +7,7 @@ A config is a dict (or YAML file) with these sections (see ``docs/config.md``)::
     schedule:  {name: inverse_time, k: 0.01}  # optional, default constant
     batch:     {size: 32, sampling: without_replacement}
     clip:      {norm: 1.0}                    # optional: norm and/or value
+    quantize:  {mode: stochastic, bits: 8}    # optional: the gradient's quantization
     chains: 64
     steps: 2000
     seed: 0
@@ -112,6 +113,17 @@ class ClipConfig(_Section):
     value: float | None = Field(None, gt=0, description="clip each coordinate to ±value")
 
 
+class QuantizeConfig(_Section):
+    mode: Literal["none", "stochastic", "nearest", "bfloat16", "float16"] = Field(
+        "none", description="quantize the gradient first: stochastic (unbiased) or nearest "
+        "(biased) rounding to a bits-bit grid over ±max|g|, or a bfloat16/float16 round trip"
+    )
+    bits: int = Field(
+        8, ge=2, le=24, description="bits of the sign-and-magnitude grid of 2^bits − 1 levels "
+        "(stochastic, nearest)"
+    )
+
+
 class StreamsConfig(_Section):
     off: list[str] = Field(default_factory=list, description="random sources turned off")
     seeds: dict[str, int] = Field(default_factory=dict, description="per-stream seed overrides")
@@ -165,6 +177,7 @@ class RunConfig(_Section):
     schedule: NamedSection = Field(default_factory=lambda: NamedSection(name="constant"))
     batch: BatchConfig = Field(default_factory=BatchConfig)
     clip: ClipConfig = Field(default_factory=ClipConfig)
+    quantize: QuantizeConfig = Field(default_factory=QuantizeConfig)
     chains: int = Field(16, gt=0, le=LIMITS["chains"], description="number of independent chains K")
     first_chain: int = Field(
         0, ge=0, le=LIMITS["first_chain"],
@@ -187,6 +200,10 @@ class RunConfig(_Section):
             data[key] = _component(key, getattr(self, key))
         if data["batch"]["sampling"] == "full":
             data["batch"]["size"] = None  # ignored by full-batch sampling
+        if data["quantize"]["mode"] == "none":
+            del data["quantize"]  # no quantization: the hash of a run from before it existed
+        elif data["quantize"]["mode"] in ("bfloat16", "float16"):
+            data["quantize"]["bits"] = None  # the format fixes the precision
         return data
 
     def make_streams(self, entropy: int | str | None = None) -> Streams:

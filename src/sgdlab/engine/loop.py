@@ -4,14 +4,15 @@ One step for all chains (no Python loop over chains):
 
 1. the sources' draws for this step: each chain's minibatch ``(x [K,b,...], y [K,b])`` from
    its own ``sampling`` generator, and the per-step ``loss`` and ``update`` draws
-   (dropout masks, injected noise) from theirs (:mod:`sgdlab.sources`);
+   (dropout masks, augmentation, dynamic label noise; injected noise, stochastic rounding)
+   from theirs (:mod:`sgdlab.sources`);
 2. minibatch loss ``L_k = (1/b) Σ_i f(W_k; ξ_{k,i})`` and its gradient
    (:meth:`Problem.loss_and_grad`: a closed form where the problem has one, else autograd —
    since the chains are independent, ∂(Σ_k L_k)/∂W gives every chain's gradient in one
    backward pass);
 3. the optimizer's update: η_t = lr0_k · s(t), then the rule's transform chain
-   (clipping, weight decay, momentum or preconditioning, the step, injected noise;
-   :mod:`sgdlab.optim.transforms`);
+   (quantization of the gradient, clipping, weight decay, momentum or preconditioning, the
+   step, injected noise; :mod:`sgdlab.optim.transforms`);
 4. divergence: a chain whose loss or new parameters are not finite is marked diverged at
    step t and frozen at its last finite parameters; the others go on. (A non-finite
    gradient makes the new parameters non-finite, so it is caught by the second check.)
@@ -112,7 +113,8 @@ def execute(plan: Plan, progress: Progress | None = None) -> Loop:
             rec.add("lr", t, lr.expand(K) if lr.dim() == 0 else lr, dead)
             if noise_probe:
                 _record_noise(plan, rec, t, W, x, y, lr, dead)
-        W_new, state_new = rule.update(grad, state, W, lr, update_draws.get("inject"))
+        W_new, state_new = rule.update(grad, state, W, lr, update_draws.get("inject"),
+                                       quantize=update_draws.get("quantize"))  # fmt: skip
         now_alive = alive & ok & torch.isfinite(W_new).all(dim=1)
         diverged_at = torch.where(alive & ~now_alive, t, diverged_at)
         W = torch.where(now_alive.unsqueeze(1), W_new, W)

@@ -9,7 +9,7 @@ silently record nothing (``record.noise`` with one sample per batch).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -138,6 +138,9 @@ def prepare(config: RunConfig | dict | str | Path) -> Plan:
         cfg.optimizer.full(), cfg.schedule.full(), cfg.clip.model_dump(), K, cfg.steps, dtype,
         device,
     )  # fmt: skip
+    if cfg.quantize.mode != "none":
+        rule = optimizer.rule.with_quantization(cfg.quantize.mode, cfg.quantize.bits)  # type: ignore[attr-defined]
+        optimizer = replace(optimizer, rule=rule)
     sampler = make_sampler(
         problem, cfg.batch.sampling, cfg.batch.size, K, streams, str(device), cfg.first_chain
     )

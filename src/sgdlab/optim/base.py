@@ -3,17 +3,19 @@
 An update rule is a pair of pure functions over stacked chains (optax style):
 
 * ``init(params) -> state`` with ``params`` of shape ``[K, d]``;
-* ``update(grads, state, params, lr, noise=None) -> (new_params, new_state)`` with
-  ``grads [K, d]``, ``lr [K]`` (this step's learning rate of each chain, schedule
-  included) and ``noise [K, d]`` standard-normal draws (only for rules with
-  ``needs_noise``; the engine draws them from the ``inject`` stream).
+* ``update(grads, state, params, lr, noise=None, quantize=None) -> (new_params, new_state)``
+  with ``grads [K, d]``, ``lr [K]`` (this step's learning rate of each chain, schedule
+  included), ``noise [K, d]`` standard-normal draws (only for rules with ``needs_noise``;
+  the engine draws them from the ``inject`` stream) and ``quantize [K, d]`` uniforms (only
+  for stochastic rounding of the gradient, from the ``quantize`` stream).
 
 Every built-in rule is a :class:`Rule`: a frozen dataclass of tensor hyperparameters (0-d,
 shared by all chains, or ``Tensor[K]``, one value per chain; floats given to a constructor
 become 0-d float64 tensors) whose :meth:`Rule.transforms` list the pieces of
 :mod:`sgdlab.optim.transforms` it is made of (weight decay, momentum, preconditioning,
 learning rate, injected noise). Gradient clipping is prepended by the config
-(:meth:`Rule.with_clipping`). A rule also *declares* what the engine needs to know of it:
+(:meth:`Rule.with_clipping`), and before it the gradient's quantization, if any
+(:meth:`Rule.with_quantization`). A rule also *declares* what the engine needs to know of it:
 whether its step is a plain (momentum) gradient step, for which the SGD–Langevin temperature
 is meaningful (``plain_step``), and its effective momentum m (step η/(1−m)).
 """
@@ -35,6 +37,7 @@ from sgdlab.optim.transforms import (
     chain,
     clip_by_global_norm,
     clip_by_value,
+    quantize_gradient,
 )
 
 __all__ = ["OptimizerParams", "Rule", "UpdateRule"]
@@ -66,9 +69,10 @@ class UpdateRule(Protocol):
         params: Tensor,
         lr: Tensor,
         noise: Tensor | None = None,
+        quantize: Tensor | None = None,
     ) -> tuple[Tensor, Any]:
-        """One step: ``(grads [K,d], state, params [K,d], lr [K], noise [K,d] | None)``
-        → ``(new_params [K,d], new_state)``."""
+        """One step: ``(grads [K,d], state, params [K,d], lr [K], noise [K,d] | None,
+        quantize [K,d] | None)`` → ``(new_params [K,d], new_state)``."""
         ...
 
 
@@ -95,6 +99,10 @@ class Rule:
     Attributes:
         clip: transforms applied to the gradient first (from the config's ``clip`` section;
             see :meth:`with_clipping`).
+        quantize: the gradient's quantization, applied before the clipping (from the
+            config's ``quantize`` section; see :meth:`with_quantization`).
+        quantize_mode: its mode (``none`` without one); ``stochastic`` reads
+            ``StepInputs.quantize`` uniforms from the ``quantize`` stream.
     """
 
     name: ClassVar[str]
@@ -103,10 +111,14 @@ class Rule:
     plain_step: ClassVar[bool] = True
 
     clip: tuple[Transform, ...] = field(default=(), kw_only=True)
+    quantize: tuple[Transform, ...] = field(default=(), kw_only=True)
+    quantize_mode: str = field(default="none", kw_only=True)
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
+            if f.name == "quantize_mode":
+                continue
             if isinstance(value, float | int) and not isinstance(value, bool):
                 object.__setattr__(self, f.name, as_hyper(value))
 
@@ -116,8 +128,8 @@ class Rule:
 
     @functools.cached_property
     def transform(self) -> Transform:
-        """``chain(*clip, *transforms())``: the whole update."""
-        t = chain(*self.clip, *self.transforms())
+        """``chain(*quantize, *clip, *transforms())``: the whole update."""
+        t = chain(*self.quantize, *self.clip, *self.transforms())
         if t.needs_noise != self.needs_noise:
             raise TypeError(f"rule {self.name!r}: needs_noise disagrees with its transforms")
         return t
@@ -137,6 +149,19 @@ class Rule:
             clip += (clip_by_value(value),)
         return replace(self, clip=clip) if clip else self
 
+    def with_quantization(self, mode: str = "none", bits: int = 8) -> Rule:
+        """This rule with the gradient quantized first (:mod:`sgdlab.optim.quantization`:
+        ``stochastic`` or ``nearest`` rounding to a ``bits``-bit grid, ``bfloat16``,
+        ``float16``); ``none`` leaves it as it is."""
+        if mode == "none":
+            return self
+        return replace(self, quantize=(quantize_gradient(mode, bits),), quantize_mode=mode)
+
+    @property
+    def quantize_draws(self) -> bool:
+        """Whether the update reads uniforms from the ``quantize`` stream (stochastic rounding)."""
+        return self.quantize_mode == "stochastic"
+
     def init(self, params: Tensor) -> Any:
         return self.transform.init(params)
 
@@ -147,7 +172,9 @@ class Rule:
         params: Tensor,
         lr: Tensor,
         noise: Tensor | None = None,
+        quantize: Tensor | None = None,
     ) -> tuple[Tensor, Any]:
-        """``W ← W + u`` with ``u`` the chain's output (see :class:`UpdateRule`)."""
-        u, state = self.transform.update(grads, state, params, StepInputs(lr, noise))
+        """``W ← W + u`` with ``u`` the chain's output (see :class:`UpdateRule`);
+        ``quantize [K, d]``: the stochastic rounding's uniforms."""
+        u, state = self.transform.update(grads, state, params, StepInputs(lr, noise, quantize))
         return params + u, state

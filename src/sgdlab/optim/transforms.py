@@ -30,6 +30,7 @@ from torch import Tensor
 
 from sgdlab.optim.clipping import clip_by_global_norm as _clip_norm
 from sgdlab.optim.clipping import clip_by_value as _clip_value
+from sgdlab.optim.quantization import quantize as _quantize
 
 __all__ = [
     "AdamState",
@@ -46,6 +47,7 @@ __all__ = [
     "clip_by_global_norm",
     "clip_by_value",
     "col",
+    "quantize_gradient",
     "scale_by_adam",
     "scale_by_learning_rate",
     "scale_by_rms",
@@ -60,10 +62,13 @@ class StepInputs(NamedTuple):
         lr: η_t of every chain, ``[K]`` (base rate × schedule) or 0-d.
         noise: ``[K, d]`` draws ~ N(0, 1) from the ``inject`` stream, or ``None`` (the
             stream is off, or no transform needs it).
+        quantize: ``[K, d]`` draws ~ U[0, 1) from the ``quantize`` stream for stochastic
+            rounding (:func:`quantize_gradient`), or ``None``.
     """
 
     lr: Tensor
     noise: Tensor | None = None
+    quantize: Tensor | None = None
 
 
 Update = Callable[[Tensor, Any, Tensor, StepInputs], tuple[Tensor, Any]]
@@ -192,6 +197,14 @@ def clip_by_global_norm(max_norm: float | Tensor) -> Transform:
 def clip_by_value(clip: float | Tensor) -> Transform:
     """Clamp every coordinate to ``[−c_k, c_k]`` (``torch.nn.utils.clip_grad_value_``)."""
     return _stateless(lambda u, params, step: _clip_value(u, clip))
+
+
+def quantize_gradient(mode: str, bits: int = 8) -> Transform:
+    """Replace each chain's update (the gradient, when first in the chain) by its quantized
+    value Q(u) (:func:`sgdlab.optim.quantization.quantize`: stochastic rounding to a k-bit
+    grid with ``step.quantize`` uniforms — unbiased, variance Δ²p(1−p) —, nearest rounding,
+    or a bfloat16/float16 round trip)."""
+    return _stateless(lambda u, params, step: _quantize(u, mode, bits, step.quantize))
 
 
 def add_decayed_weights(weight_decay: float | Tensor) -> Transform:

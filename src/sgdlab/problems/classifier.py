@@ -5,6 +5,19 @@ dtype and integer labels ``y [N]`` (``torch.int64``, values ``0..C−1``); batch
 ``x [K, b, p]``, ``y [K, b]`` (labels are cast with ``.long()``, so float labels work too).
 With ``holdout > 0`` the held-out part is kept as ``X_test``/``y_test`` for
 :meth:`ClassifierProblem.evaluate`.
+
+Per-step data noise (:mod:`sgdlab.problems.data_noise`), declared in
+:meth:`ClassifierProblem.step_noise` and applied to each drawn batch by
+:meth:`ClassifierProblem.noisy_batch` before the loss:
+
+* dynamic label noise (``label_noise_mode: dynamic``): uniforms ``label_flip``,
+  ``label_class`` ``[b]`` per chain from the ``label_noise`` stream;
+* augmentation: ``augment_shift`` ``[b, 2]`` and ``augment_flip`` ``[b]`` uniforms,
+  ``augment_noise`` ``[b, p]`` normals from the ``augment`` stream.
+
+A turned-off stream passes none of its keys: the batch is the clean one. The full objective
+F, ∇F and Σ stay those of the clean data (the expected loss under the noise differs: dynamic
+label noise smooths the targets, augmentation averages over the augmented images).
 """
 
 from __future__ import annotations
@@ -14,7 +27,9 @@ from abc import abstractmethod
 import torch
 from torch import Tensor
 
+from sgdlab.errors import ConfigError
 from sgdlab.problems.base import Problem
+from sgdlab.problems.data_noise import augment_images, redraw_labels
 from sgdlab.problems.datasets import DataParams, load_data
 from sgdlab.rng import Streams
 
@@ -37,11 +52,54 @@ class ClassifierProblem(Problem):
         self.n_classes = data.n_classes
         self.n_features = int(data.X.shape[1])
         self.feature_shape = data.feature_shape
+        self.pixel_mean, self.pixel_std = data.mean, data.std
+        if (params.augment_shift > 0 or params.augment_flip) and len(self.feature_shape) != 2:
+            field = "problem.augment_shift" if params.augment_shift else "problem.augment_flip"
+            raise ConfigError(
+                field, f"shifts and flips need images; dataset {params.dataset!r} has samples "
+                f"of shape {self.feature_shape}: use digits or mnist, or only augment_noise",
+            )  # fmt: skip
 
     @property
     def static_label_noise(self) -> bool:
         p = self.params
-        return p.dataset == "synthetic" and p.label_noise > 0  # type: ignore[attr-defined]
+        return p.label_noise > 0 and p.label_noise_mode == "static"  # type: ignore[attr-defined]
+
+    def step_noise(self, batch_size: int) -> dict[str, tuple[str, tuple[int, ...], str]]:
+        """Dynamic label noise and augmentation draws (module docstring)."""
+        p, b = self.params, batch_size
+        out: dict[str, tuple[str, tuple[int, ...], str]] = {}
+        if p.label_noise > 0 and p.label_noise_mode == "dynamic":  # type: ignore[attr-defined]
+            out["label_flip"] = ("label_noise", (b,), "uniform")
+            out["label_class"] = ("label_noise", (b,), "uniform")
+        if p.augment_shift > 0:  # type: ignore[attr-defined]
+            out["augment_shift"] = ("augment", (b, 2), "uniform")
+        if p.augment_flip:  # type: ignore[attr-defined]
+            out["augment_flip"] = ("augment", (b,), "uniform")
+        if p.augment_noise > 0:  # type: ignore[attr-defined]
+            out["augment_noise"] = ("augment", (b, self.n_features), "normal")
+        return out
+
+    def noisy_batch(
+        self, x: Tensor, y: Tensor, noise: dict[str, Tensor] | None
+    ) -> tuple[Tensor, Tensor]:
+        """The batch ``(x [K,b,p], y [K,b])`` with this step's augmentation and dynamic label
+        noise applied (unchanged without the draws)."""
+        if not noise:
+            return x, y
+        p = self.params
+        if "label_flip" in noise:
+            y = redraw_labels(y, self.n_classes, p.label_noise,  # type: ignore[attr-defined]
+                              noise["label_flip"], noise["label_class"])  # fmt: skip
+        if any(k.startswith("augment_") for k in noise):
+            x = augment_images(
+                x, self.feature_shape if len(self.feature_shape) == 2 else (1, x.shape[-1]),
+                shift=p.augment_shift, flip=p.augment_flip,  # type: ignore[attr-defined]
+                noise_std=p.augment_noise,  # type: ignore[attr-defined]
+                u_shift=noise.get("augment_shift"), u_flip=noise.get("augment_flip"),
+                z_noise=noise.get("augment_noise"), mean=self.pixel_mean, std=self.pixel_std,
+            )  # fmt: skip
+        return x, y
 
     def _finish(self) -> None:
         self.objective_affordable = self.n * self.dim <= self.affordable_limit

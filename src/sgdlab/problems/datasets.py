@@ -1,5 +1,10 @@
 """Classification datasets for the finite problems: bundled, synthetic, or a user's file.
 
+Static label noise (``label_noise`` q, ``label_noise_mode: static``) applies to every
+dataset as it is loaded: each label is replaced with probability q by a uniformly drawn
+class, drawn from the ``label_noise`` stream (turning that stream off keeps the clean labels;
+:mod:`sgdlab.problems.data_noise`, which also holds dynamic label noise and augmentation).
+
 Every loader returns a :class:`Dataset` — features ``X`` as a float64 tensor ``[N, p]``
 (images are flattened), integer labels ``y`` (int64, ``[N]``, values ``0..C−1``) and the
 number of classes ``C``. Nothing is ever downloaded:
@@ -10,12 +15,11 @@ number of classes ``C``. Nothing is ever downloaded:
   apart), labels uniform on the C classes, x = μ_y + N(0, I) (the within-class noise is
   drawn in float32, 4× faster, then widened), feature j then scaled by (j + 1)^(−decay)
   (``feature_decay``; 0 keeps them isotropic — an ill-conditioned problem needs a decay
-  and ``standardize: false``), and then each label is replaced with
-  probability ``label_noise`` by a uniformly drawn class, drawn from the ``label_noise``
-  stream (turning that stream off keeps the clean labels).
+  and ``standardize: false``).
 * ``mnist`` — IDX files (raw or ``.gz``): a directory holding the standard
   ``{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]`` names, or the images file itself
-  (labels file given or inferred by name). Pixels are scaled to [0, 1].
+  (labels file given or inferred by name). Pixels are scaled to [0, 1]. Like ``digits``
+  (8 × 8) its samples are images (``feature_shape`` H × W), which augmentation needs.
 * ``npz`` — a NumPy ``.npz`` archive with arrays ``x`` (``[N, ...]``) and ``y`` (``[N]``).
 
 :func:`load_data` applies, in this order and with the ``data`` stream: an optional random
@@ -43,6 +47,7 @@ from torch import Tensor
 from sgdlab.errors import ConfigError
 from sgdlab.problems.base import ProblemParams
 from sgdlab.problems.data_files import read_data_bytes, read_npz_arrays
+from sgdlab.problems.data_noise import flip_labels
 from sgdlab.rng import Streams
 
 DatasetName = Literal["digits", "breast_cancer", "wine", "iris", "synthetic", "mnist", "npz"]
@@ -85,7 +90,8 @@ def load_sklearn(name: str) -> Dataset:
     bunch = loaders[name]()
     X = torch.from_numpy(np.asarray(bunch.data, dtype=np.float64))
     y, n_classes = _encode_labels(np.asarray(bunch.target))
-    return Dataset(X, y, n_classes, name, (X.shape[1],))
+    shape = (8, 8) if name == "digits" else (X.shape[1],)  # digits are 8×8 images
+    return Dataset(X, y, n_classes, name, shape)
 
 
 def make_synthetic(
@@ -102,7 +108,7 @@ def make_synthetic(
 
     Draw order from ``generator``: the means ``[C, p]``, then per block of 65536 rows the
     labels and the within-class noise. From ``label_generator`` (the ``label_noise`` stream;
-    ``None``: no flips), per block, the flip uniforms and the replacement labels. Memory is
+    ``None``: no flips): :func:`~sgdlab.problems.data_noise.flip_labels`. Memory is
     that of the result (float64 ``N·p``) plus one block.
     """
     p, C = n_features, n_classes
@@ -117,12 +123,9 @@ def make_synthetic(
         X[start : start + m] = xb.to(torch.float64) + means[yb]
         if feature_decay:
             X[start : start + m] *= torch.arange(1, p + 1, dtype=torch.float64) ** -feature_decay
-        if label_generator is None or label_noise == 0:
-            y[start : start + m] = yb
-            continue
-        flip = torch.rand(m, generator=label_generator, dtype=torch.float64) < label_noise
-        repl = torch.randint(0, C, (m,), generator=label_generator)
-        y[start : start + m] = torch.where(flip, repl, yb)
+        y[start : start + m] = yb
+    if label_generator is not None and label_noise > 0:
+        y = flip_labels(y, C, label_noise, label_generator)
     return Dataset(X, y, C, "synthetic", (p,))
 
 
@@ -235,7 +238,23 @@ class DataParams(ProblemParams):
         3.0, ge=0, description="synthetic: typical distance between class means (noise std 1)"
     )
     label_noise: float = Field(
-        0.0, ge=0, le=1, description="synthetic: probability a label is redrawn uniformly"
+        0.0, ge=0, le=1, description="probability q that a label is replaced by a uniformly "
+        "drawn class (stream label_noise)"
+    )
+    label_noise_mode: Literal["static", "dynamic"] = Field(
+        "static", description="label noise drawn once when the data are built (static) or "
+        "afresh each time a sample is drawn (dynamic)"
+    )
+    augment_shift: int = Field(
+        0, ge=0, le=8, description="images: random shift by up to this many pixels in each "
+        "direction, blank padding (stream augment)"
+    )
+    augment_flip: bool = Field(
+        False, description="images: horizontal flip with probability 1/2 (stream augment)"
+    )
+    augment_noise: float = Field(
+        0.0, ge=0, description="additive Gaussian pixel noise, std in raw pixel units "
+        "(stream augment)"
     )
     feature_decay: float = Field(
         0.0, ge=0, description="synthetic: feature j scaled by (j+1)^(−decay) (ill-conditioning;"
@@ -271,7 +290,16 @@ def load_dataset(
     label_generator: torch.Generator | None = None,
 ) -> Dataset:
     """The raw dataset named by ``params`` (``generator``: the ``data`` stream;
-    ``label_generator``: the ``label_noise`` stream, ``None`` when it is off)."""
+    ``label_generator``: the ``label_noise`` stream, ``None`` when it is off), with static
+    label noise (:func:`~sgdlab.problems.data_noise.flip_labels`) on any dataset."""
+    ds = _load_clean(params, generator)
+    if label_generator is None or params.label_noise == 0 or params.label_noise_mode != "static":
+        return ds
+    y = flip_labels(ds.y, ds.n_classes, params.label_noise, label_generator)
+    return Dataset(ds.X, y, ds.n_classes, ds.name, ds.feature_shape)
+
+
+def _load_clean(params: DataParams, generator: torch.Generator) -> Dataset:
     name = params.dataset
     if name in SKLEARN_DATASETS:
         return load_sklearn(name)
@@ -282,9 +310,7 @@ def load_dataset(
             params.n_features,
             params.n_classes,
             params.separation,
-            params.label_noise,
-            label_generator,
-            params.feature_decay,
+            feature_decay=params.feature_decay,
         )
     if params.path is None:
         raise ConfigError("problem.path", f"dataset {name!r} reads a file: set problem.path")

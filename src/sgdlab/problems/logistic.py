@@ -95,13 +95,16 @@ class LogisticRegression(ClassifierProblem):
     def per_sample_loss(
         self, W: Tensor, x: Tensor, y: Tensor, noise: dict[str, Tensor] | None = None
     ) -> Tensor:
+        x, y = self.noisy_batch(x, y, noise)
         return _cross_entropy(self.logits(W, x), y) + self._penalty(W).unsqueeze(1)
 
     def loss_and_grad(
         self, W: Tensor, x: Tensor, y: Tensor, noise: dict[str, Tensor] | None = None
     ) -> tuple[Tensor, Tensor]:
         """Closed form: with P = softmax(z) and Y one-hot, the mean cross-entropy's gradient
-        is x̃ᵀ(P − Y)/b (x̃ = [x, 1]), plus the penalty's l2·mask⊙W."""
+        is x̃ᵀ(P − Y)/b (x̃ = [x, 1]), plus the penalty's l2·mask⊙W (on the batch after its
+        augmentation and dynamic label noise, :meth:`noisy_batch`)."""
+        x, y = self.noisy_batch(x, y, noise)
         A, bias = self._split(W)
         z = torch.baddbmm(bias, x, A)
         lse = torch.logsumexp(z, dim=-1, keepdim=True)

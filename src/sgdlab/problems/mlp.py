@@ -11,15 +11,19 @@ layer is one plain matmul when every chain sees the same batch, as in the full o
 
 Dropout (probability q) is *inverted* dropout driven by the ``dropout`` stream:
 :meth:`MLP.step_noise` asks the engine for uniforms u ``[K, b, h_l]`` under key
-``dropout_l{l}`` (l = 1..L), and unit j of sample i is kept when u ≥ q and then scaled by
-1/(1−q), so E[drop(h)] = h. Without ``noise`` (or without a layer's key: the stream is
-off) the network is deterministic; F, ∇F, ∇²F and Σ are those of the deterministic net.
+``dropout_l{l}`` (l = 1..L; ``dropout_l0`` ``[K, b, p]`` on the inputs with
+``input_dropout`` q₀, so ``widths: []`` is logistic regression with dropout), and unit j of
+sample i is kept when u ≥ q and then scaled by 1/(1−q), so E[drop(h)] = h. Without ``noise``
+(or without a layer's key: the stream is off) the network is deterministic; F, ∇F, ∇²F and Σ
+are those of the deterministic net. Dynamic label noise and augmentation are applied to the
+batch first (:meth:`ClassifierProblem.noisy_batch`).
 
-Initialisation matches PyTorch's ``nn.Linear`` default (Kaiming-uniform with a = √5):
-weights and biases ~ U(−1/√in, 1/√in), drawn per layer (weight as ``[out, in]``, then the
-bias) from the chain's ``init`` generator; with the ``init`` source off the same draws come
-from a generator seeded with 0 (a fixed point shared by every chain; the same as passing
-``torch.Generator().manual_seed(0)``).
+Initialisation by default matches PyTorch's ``nn.Linear`` (Kaiming-uniform with a = √5):
+weights and biases ~ s·U(−1/√in, 1/√in) with ``init_scale`` s = 1; ``init_distribution:
+normal`` draws s·N(0, 1/(3·in)) instead (the same variance). Drawn per layer (weight as
+``[out, in]``, then the bias) from the chain's ``init`` generator; with the ``init`` source
+off the same draws come from a generator seeded with 0 (a fixed point shared by every chain;
+the same as passing ``torch.Generator().manual_seed(0)``).
 
 No closed forms: ∇F, ∇²F and Σ(w) are exact autograd computations over the full dataset
 (:mod:`sgdlab.problems.autodiff`); F* and w* are unknown.
@@ -48,6 +52,14 @@ class MLPParams(DataParams):
     dropout: float = Field(
         0.0, ge=0, lt=1, description="dropout probability after each hidden layer"
     )
+    input_dropout: float = Field(0.0, ge=0, lt=1, description="dropout probability on the inputs")
+    init_scale: float = Field(
+        1.0, gt=0, description="initial weights and biases scaled by this factor"
+    )
+    init_distribution: Literal["uniform", "normal"] = Field(
+        "uniform", description="uniform: U(±1/√in) (PyTorch's default); normal: the same "
+        "variance, Gaussian"
+    )
 
     @field_validator("widths")
     @classmethod
@@ -74,6 +86,7 @@ class MLP(ClassifierProblem):
             offset += fan_in * fan_out + fan_out
         self.dim = offset
         self.dropout = float(params.dropout)
+        self.input_dropout = float(params.input_dropout)
         self._finish()
 
     # ---------------------------------------------------------------- model
@@ -89,37 +102,43 @@ class MLP(ClassifierProblem):
         return out
 
     def step_noise(self, batch_size: int) -> dict[str, tuple[str, tuple[int, ...], str]]:
-        if self.dropout == 0:
-            return {}
-        return {
-            f"dropout_l{i}": ("dropout", (batch_size, h), "uniform")
-            for i, h in enumerate(self.params.widths, start=1)
-        }
+        out = super().step_noise(batch_size)
+        if self.input_dropout > 0:
+            out["dropout_l0"] = ("dropout", (batch_size, self.n_features), "uniform")
+        if self.dropout > 0:
+            for i, h in enumerate(self.params.widths, start=1):
+                out[f"dropout_l{i}"] = ("dropout", (batch_size, h), "uniform")
+        return out
 
     def logits(self, W: Tensor, x: Tensor, noise: dict[str, Tensor] | None = None) -> Tensor:
         act = torch.relu if self.params.activation == "relu" else torch.tanh
         layers = self.unflatten(W)
-        h = x
+        h = _drop(x, noise, "dropout_l0", self.input_dropout)
         for i, (A, b) in enumerate(layers[:-1], start=1):
             h = act(batched_affine(b, h, A) if i == 1 else torch.baddbmm(b, h, A))
-            u = None if noise is None else noise.get(f"dropout_l{i}")
-            if u is not None and self.dropout > 0:
-                keep = (u.to(h.device) >= self.dropout).to(h.dtype)
-                h = h * keep / (1.0 - self.dropout)
+            h = _drop(h, noise, f"dropout_l{i}", self.dropout)
         A, b = layers[-1]
         return batched_affine(b, h, A) if len(layers) == 1 else torch.baddbmm(b, h, A)
 
     def per_sample_loss(
         self, W: Tensor, x: Tensor, y: Tensor, noise: dict[str, Tensor] | None = None
     ) -> Tensor:
+        x, y = self.noisy_batch(x, y, noise)
         return _cross_entropy(self.logits(W, x, noise), y)
 
     def init_params(self, generator: torch.Generator | None) -> Tensor:
         if generator is None:
             generator = torch.Generator().manual_seed(0)
         parts = []
+        scale = self.params.init_scale
+        normal = self.params.init_distribution == "normal"
         for _, fan_in, fan_out in self.layers:
-            bound = 1.0 / math.sqrt(fan_in)
+            bound = scale / math.sqrt(fan_in)
+            if normal:  # N(0, bound²/3): the variance of U(−bound, bound)
+                Wt = torch.randn(fan_out, fan_in, generator=generator, dtype=torch.float64)
+                b = torch.randn(fan_out, generator=generator, dtype=torch.float64)
+                parts += [(Wt * bound / math.sqrt(3)).T.reshape(-1), b * bound / math.sqrt(3)]
+                continue
             Wt = torch.rand(fan_out, fan_in, generator=generator, dtype=torch.float64)
             b = torch.rand(fan_out, generator=generator, dtype=torch.float64)
             parts += [((2 * Wt - 1) * bound).T.reshape(-1), (2 * b - 1) * bound]
@@ -140,6 +159,8 @@ class MLP(ClassifierProblem):
         """``nn.Sequential`` of ``nn.Linear`` (+ activation, ``nn.Dropout``) and
         ``nn.CrossEntropyLoss()``; call ``.eval()`` for the deterministic net."""
         mods: list[torch.nn.Module] = []
+        if self.input_dropout > 0:
+            mods.append(torch.nn.Dropout(self.input_dropout))
         layers = self.unflatten(w.detach().unsqueeze(0))
         for i, (A, b) in enumerate(layers):
             lin = skip_init(torch.nn.Linear, A.shape[1], A.shape[2], dtype=w.dtype, device=w.device)
@@ -154,3 +175,13 @@ class MLP(ClassifierProblem):
                 if self.dropout > 0:
                     mods.append(torch.nn.Dropout(self.dropout))
         return torch.nn.Sequential(*mods), torch.nn.CrossEntropyLoss()
+
+
+def _drop(h: Tensor, noise: dict[str, Tensor] | None, key: str, q: float) -> Tensor:
+    """Inverted dropout of ``h`` with this step's uniforms ``noise[key]`` (unit kept when
+    u ≥ q, scaled by 1/(1 − q)); ``h`` itself without the draws."""
+    u = None if noise is None else noise.get(key)
+    if u is None or q == 0:
+        return h
+    keep = (u.to(h.device) >= q).to(h.dtype)
+    return h * keep / (1.0 - q)

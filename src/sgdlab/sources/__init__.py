@@ -8,16 +8,25 @@ stream          place      module
 ``init``        init       :mod:`sgdlab.sources.init`
 ``sampling``    sampling   :mod:`sgdlab.sources.sampling`
 ``dropout``     loss       :mod:`sgdlab.sources.dropout`
+``augment``     loss       :mod:`sgdlab.sources.augment`
+``quantize``    update     :mod:`sgdlab.sources.quantize`
 ``inject``      update     :mod:`sgdlab.sources.inject`
 =============== ========== =====================================================
 
+``label_noise`` in its dynamic mode also draws per step, for the loss.
+
 The protocol and the places are in :mod:`sgdlab.sources.base`; the check of a config's
 ``streams.off`` in :mod:`sgdlab.sources.registry`; the per-step binding in
-:mod:`sgdlab.sources.steps`. ``probe`` feeds the instruments; ``augment`` and ``quantize``
-are reserved stream ids that no source draws yet.
+:mod:`sgdlab.sources.steps`. ``probe`` feeds the instruments (no source of a run draws it).
 """
 
-from sgdlab.sources import data, dropout, inject  # noqa: F401  (register the sources)
+from sgdlab.sources import (  # noqa: F401  (register the sources)
+    augment,
+    data,
+    dropout,
+    inject,
+    quantize,
+)
 from sgdlab.sources.base import Place, RunSetup, Source, StepDraw
 from sgdlab.sources.draws import ChainDraws, block_steps, request_draws, uniform_draws
 from sgdlab.sources.init import initial_params

@@ -13,8 +13,12 @@ place        what the source changes
 ``init``     where the chains start
 ``sampling`` which samples each step draws (the minibatch)
 ``loss``     what the loss sees at a step: the network (dropout masks) or the batch
+             (augmentation, dynamic label noise)
 ``update``   what the update sees: the gradient (quantization) or injected noise (SGLD)
 ============ ============================================================================
+
+A data-place source may also draw per step (``label_noise`` in its dynamic mode): its
+:attr:`Source.step_place` says where those draws go.
 
 Per-step sources (``loss``, ``update``) declare their draws with :meth:`Source.draws`
 (``{key: (shape, kind)}`` per chain and step); the engine draws them from the source's
@@ -38,7 +42,7 @@ if TYPE_CHECKING:  # annotations only: sources sit above problems and optim
     from sgdlab.optim.base import UpdateRule
     from sgdlab.problems.base import Problem
 
-__all__ = ["Place", "RunSetup", "Source", "StepDraw"]
+__all__ = ["Place", "RunSetup", "Source", "StepDraw", "problem_draws"]
 
 
 class Place(StrEnum):
@@ -93,10 +97,22 @@ class Source:
     #: what turning the source off does; ``""``: it cannot be turned off (re-seed it instead)
     off: ClassVar[str] = ""
 
+    #: where the source's per-step draws go (``loss`` or ``update``); ``None``: it has none
+    step_place: ClassVar[Place | None] = None
+
     def applies(self, run: RunSetup) -> bool:
         """Whether this run draws from the source at all."""
         raise NotImplementedError
 
     def draws(self, run: RunSetup) -> dict[str, StepDraw]:
-        """Per-step draws ``{key: (shape, kind)}`` per chain (``loss``/``update`` places)."""
+        """Per-step draws ``{key: (shape, kind)}`` per chain (for :attr:`step_place`)."""
         return {}
+
+
+def problem_draws(run: RunSetup, stream: str) -> dict[str, StepDraw]:
+    """The per-step draws the run's problem declares (``Problem.step_noise``) from ``stream``."""
+    return {
+        key: (shape, kind)
+        for key, (name, shape, kind) in run.problem.step_noise(run.batch_size).items()
+        if name == stream
+    }

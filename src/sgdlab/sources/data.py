@@ -4,14 +4,18 @@
   finite quadratic, the design of a linear regression, random rotations, subsample and
   hold-out splits. It defines the problem, so it cannot be turned off (re-seed it with
   ``streams.seeds.data`` for another dataset of the same law).
-* ``label_noise`` — static label noise on a synthetic classification set: each label is
-  replaced, with probability q (``problem.label_noise``), by a class drawn uniformly
-  (so it stays correct with probability 1 − q + q/C). Off: the clean labels.
+* ``label_noise`` — label noise on any classification dataset: each label is replaced, with
+  probability q (``problem.label_noise``), by a class drawn uniformly (so it changes with
+  probability q(1 − 1/C)). *Static* (``label_noise_mode: static``, place ``data``): once,
+  when the data are built. *Dynamic* (``dynamic``): afresh every time a sample is drawn,
+  from per-step uniforms ``label_flip``, ``label_class`` ``[b]`` handed to the loss (its
+  step place is ``loss``). Off: the clean labels. Formulas:
+  :mod:`sgdlab.problems.data_noise`.
 """
 
 from __future__ import annotations
 
-from sgdlab.sources.base import Place, RunSetup, Source
+from sgdlab.sources.base import Place, RunSetup, Source, StepDraw, problem_draws
 from sgdlab.sources.registry import register
 
 
@@ -29,8 +33,13 @@ class Data(Source):
 class LabelNoise(Source):
     stream = "label_noise"
     place = Place.DATA
-    summary = "static label flips: y ← uniform class with probability q, once per sample"
+    summary = ("label flips: y ← uniform class with probability q, once per sample (static) "
+               "or at every draw (dynamic)")
     off = "the clean labels"
+    step_place = Place.LOSS
 
     def applies(self, run: RunSetup) -> bool:
-        return run.problem.static_label_noise
+        return run.problem.static_label_noise or bool(self.draws(run))
+
+    def draws(self, run: RunSetup) -> dict[str, StepDraw]:
+        return problem_draws(run, self.stream)

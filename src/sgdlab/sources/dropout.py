@@ -10,7 +10,7 @@ deterministic network (no unit dropped, no rescaling).
 
 from __future__ import annotations
 
-from sgdlab.sources.base import Place, RunSetup, Source, StepDraw
+from sgdlab.sources.base import Place, RunSetup, Source, StepDraw, problem_draws
 from sgdlab.sources.registry import register
 
 
@@ -20,13 +20,10 @@ class Dropout(Source):
     place = Place.LOSS
     summary = "dropout masks: unit kept when u ≥ q, u ~ U[0,1) per sample, unit and step"
     off = "the deterministic network (no dropout)"
+    step_place = Place.LOSS
 
     def draws(self, run: RunSetup) -> dict[str, StepDraw]:
-        return {
-            key: (shape, kind)
-            for key, (stream, shape, kind) in run.problem.step_noise(run.batch_size).items()
-            if stream == self.stream
-        }
+        return problem_draws(run, self.stream)
 
     def applies(self, run: RunSetup) -> bool:
         return bool(self.draws(run))

@@ -17,6 +17,7 @@ class Inject(Source):
     place = Place.UPDATE
     summary = "Langevin noise √(2η_t T)·ξ, ξ ~ N(0, I), added to the update"
     off = "no injected noise"
+    step_place = Place.UPDATE
 
     def applies(self, run: RunSetup) -> bool:
         return bool(run.rule.needs_noise)

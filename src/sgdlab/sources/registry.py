@@ -16,8 +16,6 @@ SOURCES: dict[str, Source] = {}
 #: streams that no source of the engine draws, and why (``streams.off`` refuses them)
 NOT_ENGINE_SOURCES = {
     "probe": "it feeds the instruments and the lab's bootstraps, not the run",
-    "augment": "it is reserved for data augmentation, which no source draws yet",
-    "quantize": "it is reserved for gradient quantization, which no source draws yet",
 }
 
 

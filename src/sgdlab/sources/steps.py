@@ -23,7 +23,7 @@ class StepDraws:
     per source), so turning one off or re-seeding it changes no other source's numbers.
     :meth:`next` returns ``(loss, update)``: the ``loss`` draws as the ``noise`` dict of
     ``problem.per_sample_loss`` (``None`` when there are none) and the ``update`` draws
-    (``{"inject": [K, d]}`` for SGLD).
+    (``{"inject": [K, d]}`` for SGLD, ``{"quantize": [K, d]}`` for stochastic rounding).
     """
 
     def __init__(
@@ -37,23 +37,21 @@ class StepDraws:
     ) -> None:
         declared = {s for s, _, _ in run.problem.step_noise(run.batch_size).values()}
         unknown = sorted(d for d in declared if SOURCES.get(d) is None or
-                         SOURCES[d].place is not Place.LOSS)  # fmt: skip
+                         SOURCES[d].step_place is not Place.LOSS)  # fmt: skip
         if unknown:
             raise ConfigError(
                 "problem", f"problem {run.problem.name!r} asks for per-step draws from "
-                f"{unknown[0]!r}, which is no loss-place source"
+                f"{unknown[0]!r}, which is no source drawing for the loss"
             )  # fmt: skip
         self._parts: list[tuple[Place, list[str], ChainDraws]] = []
         for source in sources:
-            if source.place not in (Place.LOSS, Place.UPDATE) or not streams.enabled(
-                source.stream
-            ):
+            if source.step_place is None or not streams.enabled(source.stream):
                 continue
             requests = source.draws(run)
             if requests:
                 gens = streams.generators(source.stream, chain_ids)
                 draws = request_draws(gens, requests, dtype, device)
-                self._parts.append((source.place, list(requests), draws))
+                self._parts.append((source.step_place, list(requests), draws))
 
     def next(self) -> tuple[dict[str, Tensor] | None, dict[str, Tensor]]:
         loss: dict[str, Tensor] = {}
