@@ -6,12 +6,14 @@
 * :mod:`sgdlab.cli.lab` — ``lab list``, ``lab run``, ``demo``;
 * :mod:`sgdlab.cli.sweep` — ``sweep`` (a grid of runs, local, processes or Ray);
 * :mod:`sgdlab.cli.report` — ``report`` (the interactive HTML page);
+* :mod:`sgdlab.cli.export` — ``export`` (a run as TensorBoard event files);
 * :mod:`sgdlab.cli._util` — one-line errors and exit codes, plain tables.
 """
 
 from __future__ import annotations
 
-from sgdlab.cli import lab, measure, report, runs, sweep  # noqa: F401  (register the commands)
+# importing a command module registers its commands
+from sgdlab.cli import export, lab, measure, report, runs, sweep  # noqa: F401
 from sgdlab.cli._util import Terminated, ignore_interrupts
 from sgdlab.cli.app import app
 
@@ -19,8 +21,8 @@ __all__ = ["app", "main"]
 
 #: the order of `sgdlab --help`
 COMMAND_ORDER = (
-    "run", "sweep", "runs", "show", "report", "problems", "optimizers", "sharpness", "landscape",
-    "advise", "demo",
+    "run", "sweep", "runs", "show", "report", "export", "problems", "optimizers", "sharpness",
+    "landscape", "advise", "demo",
 )  # fmt: skip
 app.registered_commands.sort(key=lambda c: COMMAND_ORDER.index(c.name or ""))
 
