@@ -145,8 +145,8 @@ def test_methods_chosen_per_layer() -> None:
     assert m == {
         "0.weight": "linear",
         "0.bias": "linear",
-        "1.weight": "vmap",
-        "1.bias": "vmap",
+        "1.weight": "layernorm",
+        "1.bias": "layernorm",
         "2.scale": "vmap",
         "3.weight": "linear",
         "3.bias": "linear",
@@ -263,16 +263,16 @@ def test_module_called_by_keyword_falls_back_and_stays_exact() -> None:
 
 
 def test_vmap_method_honours_chunk_size(monkeypatch) -> None:
-    import sgdlab.measure.noise._vmap as ps
+    import sgdlab.measure.noise._fallback as fb
 
     sizes: list[int] = []
-    real = ps.vmap_grads
+    real = fb._vmap_grads
 
-    def spy(model, loss_fn, x, y, names):
+    def spy(model, x, cots, names, per_sample):
         sizes.append(x[0].shape[0])
-        return real(model, loss_fn, x, y, names)
+        return real(model, x, cots, names, per_sample)
 
-    monkeypatch.setattr(ps, "vmap_grads", spy)
+    monkeypatch.setattr(fb, "_vmap_grads", spy)
     x, y = data("vec")  # 11 samples
     per_sample_stats(build("mlp"), nn.CrossEntropyLoss(), x, y, method="vmap", chunk_size=4)
     assert sizes == [4, 4, 3]

@@ -8,7 +8,7 @@ import warnings
 
 from torch import Tensor, nn
 
-from sgdlab.measure.noise._vmap import Inputs, trainable
+from sgdlab.measure.noise._common import Inputs, trainable
 
 __all__ = ["check_batch_size", "check_samples", "warn_non_finite"]
 

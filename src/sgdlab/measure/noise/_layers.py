@@ -4,8 +4,9 @@
 Every supported layer is reduced to one of two forms, with the per-sample output gradients
 ``d`` already scaled to per-sample gradients (``d = B · ∂L/∂z`` for a mean-reduced loss L):
 
-* **positions-linear** — ``nn.Linear`` (input ``[B, *, I]``) and ``nn.Conv1d/2d`` (unfolded
-  input): activations ``a [B, P, I]``, output gradients ``d [B, P, O]``; the per-sample weight
+* **positions-linear** — ``nn.Linear`` (input ``[B, *, I]``), HF ``Conv1D`` (the same map
+  with the weight stored transposed, ``[I, O]``) and ``nn.Conv1d/2d`` (unfolded input):
+  activations ``a [B, P, I]``, output gradients ``d [B, P, O]``; the per-sample weight
   gradient is ``G_i = Σ_p d_ip a_ipᵀ`` ``[O, I]`` and the bias gradient ``Σ_p d_ip``.
   With ``P = 1`` nothing per-sample is materialized: Σ_i G_i² = (d²)ᵀ(a²),
   |G_i|² = |d_i|²|a_i|², G_i·R = d_iᵀ R a_i. With ``P > 1`` the ``G_i`` are materialized
@@ -46,6 +47,8 @@ def fast_kind(module: nn.Module) -> str | None:
         if module.max_norm is not None or module.scale_grad_by_freq or module.sparse:
             return None
         return "embedding"
+    if t.__name__ == "Conv1D" and t.__module__.startswith("transformers."):
+        return "hf_conv1d"  # HF GPT-2's y = x W + b with W [in, out]: a transposed Linear
     return None
 
 
@@ -78,7 +81,7 @@ def as_positions(kind: str, module: nn.Module, x: Tensor, g: Tensor) -> tuple[Te
     ``(a [B,I], d [B,O])`` for an ``nn.Linear`` on a ``[B, in]`` input (for an embedding,
     ``(idx [B,P], d [B,P,D])``)."""
     B = g.shape[0]
-    if kind == "linear":
+    if kind in ("linear", "hf_conv1d"):
         if x.dim() < 2:
             raise ValueError("per-sample statistics need a batched nn.Linear input [B, ..., in]")
         if x.dim() == 2:  # one position per sample: kept flat, [B, I] and [B, O]

@@ -1,32 +1,25 @@
-"""First-use validation of the per-sample fast path for a (model, loss) pair (private).
+"""First-use check of the per-sample fast path's layouts for a (model, loss) pair (private).
 
-The fast path of :mod:`sgdlab.measure.noise.per_sample` rests on two assumptions that one batch's
-backward pass cannot reveal:
+The exact kernels of :mod:`sgdlab.measure.noise.per_sample` assume that **dim 0 of every
+supported layer's input is the sample**. A sequence-first layer (input ``[T, B, I]``) with
+T = B, or samples merged with positions (``[B·T, I]``), would mix positions and samples
+without any shape error. This is a property of the architecture, not of the data, so it is
+checked once per model, loss function, mode and input signature (shapes past dim 0, dtypes,
+devices) on a sub-batch of m = min(3, n − 1) samples, with the RNG state forked and dropout
+off: for every parameter the fast path handles, its per-sample squared norms must equal those
+of the loop reference (:func:`~sgdlab.measure.noise._reference.per_sample_grads`) on the same
+sub-batch; a module that fails, or a supported module that the sub-batch already sent to the
+fallback, is sent to the fallback from then on.
 
-1. **The loss is the plain mean of per-sample losses**, L = (1/B) Σ_i ℓ_i (no class weights,
-   no ``ignore_index``, no ``reduction="sum"``). Only then is B·∂L/∂z_i sample i's own
-   gradient; the fallback computes ∇ℓ_i from a batch of one, so a weighted mean would make
-   the two paths disagree silently.
-2. **Dim 0 of every supported layer's input is the sample.** A sequence-first layer (input
-   ``[T, B, I]``) with T = B would mix positions and samples without any shape error.
+The loss's reduction needs no check: the per-sample gradient is defined under the loss's own
+normalization for the whole batch (class weights, ``ignore_index`` padding first seen after
+any number of samples, ``reduction="sum"``), and the fast path, the fallback and the loop
+reference all compute that same definition.
 
-The first time a model is measured with a given loss function and input signature (shapes
-past dim 0, dtypes, devices), both are checked on a sub-batch of m = min(3, n − 1) samples,
-in eval mode and with the RNG state forked:
-
-* the gradient of the sub-batch loss must equal the mean of the m single-sample gradients
-  (elementwise, within rounding of the sum of their magnitudes), else ``ValueError``;
-* for every parameter the fast path handles, its per-sample squared norms on the sub-batch
-  must equal those of the single-sample gradients; a module that fails, or a supported
-  module that the sub-batch already sent to the fallback, is sent to the fallback from
-  then on.
-
-A sub-batch smaller than n also exposes a layer whose dim 0 is not the batch. The result is
-cached per model and loss function, both held weakly where Python allows (at most
-:data:`MAX_ENTRIES` per model). The check costs m + 1 small backward passes once; later calls
-cost a dictionary lookup. It cannot catch an assumption broken only by samples outside the
-sub-batch (e.g. an ``ignore_index`` label that first appears later): the requirement is
-stated in the public docstrings.
+The result is cached per model and loss function, both held weakly where Python allows (at
+most :data:`MAX_ENTRIES` per model). The check costs m + 2 small passes once; later calls
+cost a dictionary lookup. A model that cannot run on the sub-batch is measured unchecked,
+with a warning.
 """
 
 from __future__ import annotations
@@ -39,8 +32,10 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from sgdlab.measure.noise._layers import _rtol, fast_kind
-from sgdlab.measure.noise._vmap import LossFn, call_loss, trainable
+from sgdlab.measure.noise._common import LossFn, call_loss, rows, trainable
+from sgdlab.measure.noise._fast import fast_kind
+from sgdlab.measure.noise._layers import _rtol
+from sgdlab.measure.noise._reference import per_sample_grads
 from sgdlab.rng import forked_global_rng
 
 #: cached validations per model (the least recently used is dropped beyond this)
@@ -59,10 +54,6 @@ def _signature(x: tuple[Tensor, ...], targets: Tensor | None) -> tuple:
     return sig
 
 
-class NotPlainMeanError(ValueError):
-    """The loss is not the plain mean of per-sample losses."""
-
-
 def modules_to_fall_back(
     model: nn.Module,
     loss_fn: LossFn,
@@ -70,11 +61,8 @@ def modules_to_fall_back(
     targets: Tensor | None,
     measure: Measure,
 ) -> frozenset[str]:
-    """Names of the fast-path modules whose per-sample layout failed the check (usually none).
-
-    Raises:
-        ValueError: ``loss_fn`` is not the plain mean of per-sample losses.
-    """
+    """Names of the fast-path modules whose per-sample layout failed the check (usually
+    none)."""
     n = x[0].shape[0]
     if n < 2:
         return frozenset()  # one sample: the batch gradient is its gradient
@@ -88,8 +76,6 @@ def modules_to_fall_back(
     m = min(3, n - 1)
     try:
         bad = _validate(model, loss_fn, x, targets, measure, m)
-    except NotPlainMeanError:
-        raise
     except Exception as exc:  # the model cannot run on a sub-batch: measure unchecked
         warnings.warn(
             "per-sample statistics: the first-use check could not run on a sub-batch "
@@ -99,7 +85,7 @@ def modules_to_fall_back(
             stacklevel=4,
         )
         bad = frozenset()
-    if m >= 2:  # one sample cannot test the reduction: check again at a larger batch
+    if m >= 2:  # a sub-batch of one cannot expose a layout: check again at a larger batch
         entries[key] = (ref, bad)
         while len(entries) > MAX_ENTRIES:
             entries.pop(next(iter(entries)))
@@ -122,10 +108,6 @@ def _loss_identity(loss_fn: LossFn) -> tuple[tuple, Callable[[], object]]:
     return ident, ref
 
 
-def _batched(t: Tensor, n: int) -> bool:
-    return t.dim() >= 1 and t.shape[0] == n
-
-
 def _validate(
     model: nn.Module,
     loss_fn: LossFn,
@@ -139,11 +121,6 @@ def _validate(
     names, tensors = list(params), list(params.values())
     if not tensors:
         return frozenset()
-
-    def rows(t: Tensor | None, size: int, a: int, b: int) -> Tensor | None:
-        """Rows a:b of a tensor batched over ``size`` samples; shared inputs stay whole."""
-        return t[a:b] if t is not None and _batched(t, size) else t
-
     sub = tuple(rows(t, n, 0, m) for t in x)
     y = rows(targets, n, 0, m)
     modes = {mod: mod.training for mod in model.modules()}
@@ -153,63 +130,53 @@ def _validate(
         return [torch.zeros_like(p) if g is None else g for p, g in zip(tensors, gs, strict=True)]
 
     try:
-        with forked_global_rng((*tensors, *x)):
-            # the caller's mode (train-only branches are seen), dropout off: masks drawn for a
-            # batch of one and for the sub-batch could never agree
+        with forked_global_rng((*tensors, *x)), torch.enable_grad():
+            # the caller's mode (train-only branches are seen), dropout off: masks drawn for
+            # the reference and for the batch pass could never agree
             for mod in model.modules():
                 if isinstance(mod, nn.modules.dropout._DropoutNd):
                     mod.eval()
-            single = [
-                grads(tuple(rows(t, m, i, i + 1) for t in sub), rows(y, m, i, i + 1))
-                for i in range(m)
-            ]
             batch = grads(sub, y)
             again = grads(sub, y)  # differs if the model draws random numbers of its own
             stats = measure(sub, y)
+            rtol = _tolerance(tensors, x)
+            pairs = zip(batch, again, strict=True)
+            stochastic = not all(_close(a, b, a.abs(), rtol) for a, b in pairs)
+            single = None if stochastic else per_sample_grads(model, loss_fn, sub, y)
     finally:
         for mod, training in modes.items():
             mod.training = training
-    # rounding is set by the least precise floating dtype in play (a float64 layer feeding a
-    # float32 one has float32 gradients)
-    floats = {t.dtype for t in (*tensors, *x) if t.is_floating_point()}
-    rtol = max(_rtol(d) for d in floats) if floats else _rtol(torch.float32)
-
-    def close(a: Tensor, b: Tensor, scale: Tensor) -> bool:
-        # rounding of an element with cancellation inside it is relative to its terms, not to
-        # itself: a floor at the largest scale covers it, while a wrong reduction or layout
-        # moves values by the order of the gradient itself
-        floor = scale.max() if scale.numel() else scale.new_zeros(())
-        return bool(((a - b).abs() <= rtol * (scale + floor) + torch.finfo(a.dtype).tiny).all())
-
+    bad = set()
+    holders = dict(model.named_modules())
     with torch.no_grad():
-        stochastic = not all(
-            close(a, b, a.abs()) for a, b in zip(batch, again, strict=True)
-        )  # values cannot be compared: only the layouts are checked
-        for j, k in enumerate(names):
-            g = torch.stack([s[j] for s in single])  # [m, *shape]
-            if not stochastic and not close(batch[j], g.mean(0), g.abs().mean(0)):
-                raise NotPlainMeanError(
-                    f"loss_fn is not the plain mean of per-sample losses: on the first {m} "
-                    f"samples the gradient of the batch loss differs from the mean of the "
-                    f"single-sample gradients (parameter {k!r}). Per-sample statistics need "
-                    "L = (1/B) Σ_i ℓ_i: use reduction='mean' without class weights or "
-                    "ignore_index"
-                )
-        bad = set()
-        holders = dict(model.named_modules())
-        for j, k in enumerate(names):
+        for k in names:
             holder = k.rpartition(".")[0]
-            if stats.method[k] == "vmap":  # type: ignore[attr-defined]
+            if stats.method[k] in ("vmap", "loop"):  # type: ignore[attr-defined]
                 # a supported layer the sub-batch sent to the fallback (dim 0 is not the
                 # sample, or its weight is used elsewhere) must not take the fast path later,
                 # when dim 0 may happen to equal the batch size
                 if fast_kind(holders[holder]) is not None:
                     bad.add(holder)
                 continue
-            if stochastic or stats.method[k] not in ("linear", "conv", "embedding"):  # type: ignore[attr-defined]
-                continue
-            want = torch.stack([s[j].pow(2).sum() for s in single])
+            if single is None or stats.method[k] == "unused":  # type: ignore[attr-defined]
+                continue  # a stochastic model: values cannot be compared, layouts only
+            want = single[k].flatten(1).pow(2).sum(1)
             got = stats.norm_sq[k]  # type: ignore[attr-defined]
-            if got.shape != want.shape or not close(got, want, want):
+            if got.shape != want.shape or not _close(got, want, want, rtol):
                 bad.add(holder)
     return frozenset(bad)
+
+
+def _tolerance(tensors: list[Tensor], x: tuple[Tensor, ...]) -> float:
+    """Relative rounding of the least precise floating dtype in play (a float64 layer feeding
+    a float32 one has float32 gradients)."""
+    floats = {t.dtype for t in (*tensors, *x) if t.is_floating_point()}
+    return max(_rtol(d) for d in floats) if floats else _rtol(torch.float32)
+
+
+def _close(a: Tensor, b: Tensor, scale: Tensor, rtol: float) -> bool:
+    """|a − b| within rounding: relative to the terms (``scale``), with a floor at the largest
+    scale (an element with cancellation inside it), while a wrong layout moves values by the
+    order of the gradient itself."""
+    floor = scale.max() if scale.numel() else scale.new_zeros(())
+    return bool(((a - b).abs() <= rtol * (scale + floor) + torch.finfo(a.dtype).tiny).all())

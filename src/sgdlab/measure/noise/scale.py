@@ -12,6 +12,15 @@ each noisy, so :class:`NoiseScaleEstimator` smooths them by separate bias-correc
 exponential moving averages and reports B_simple = EMA(tr Σ) / EMA(|G|²) (the ratio of the
 averages, not the average of ratios, which would be biased by noisy denominators).
 
+**When the |G|² estimate is ≤ 0** (B_simple then reads ``inf``; a recorder writes NaN): the
+signal is below the noise at this batch size — |∇F|² is smaller than what the measurement's
+own noise (≈ tr Σ/B_big per estimate) can resolve, so the noise scale is larger than this
+batch can measure. No point estimate follows, but a lower bound does:
+:meth:`NoiseScaleEstimator.b_simple_lower` (and
+:meth:`sgdlab.measure.noise.stats.NoiseStats.b_simple_lower` for one measurement) divide a
+lower confidence limit of tr Σ by an upper confidence limit of |G|² (:func:`lower_bound`),
+which stays finite and positive exactly where the point estimate does not.
+
 B_noise = tr(HΣ) / (GᵀHG) (eq. 2.7 of the paper) weighs the noise by the curvature H; see
 :func:`b_noise`.
 """
@@ -19,6 +28,7 @@ B_noise = tr(HΣ) / (GᵀHG) (eq. 2.7 of the paper) weighs the noise by the curv
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
@@ -51,12 +61,40 @@ def two_batch_estimates(
     return float(g2), float(s)
 
 
+def lower_bound(
+    trace: float, trace_se: float, g2: float, g2_se: float, confidence: float = 0.95
+) -> float:
+    """A lower confidence bound of B_simple = tr Σ / |G|² from estimates and standard errors.
+
+    B ≥ max(tr Σ̂ − z·SE_tr, 0) / (|Ĝ|² + z·SE_G²) holds with probability ≥ ``confidence``
+    when each one-sided limit holds with probability 1 − α/2, α = 1 − ``confidence``
+    (Bonferroni; z = Φ⁻¹(1 − α/2), normal approximation of both estimators). ``inf`` when the
+    upper limit of |G|² is ≤ 0 (nothing bounds B), NaN when an input is not finite.
+
+    Example:
+        >>> round(lower_bound(10.0, 0.0, -0.1, 0.5), 3)  # |G|² unresolved: B ≥ 10 / 0.88
+        11.364
+    """
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    if not all(math.isfinite(v) for v in (trace, trace_se, g2, g2_se)):
+        return math.nan
+    z = statistics.NormalDist().inv_cdf(1.0 - (1.0 - confidence) / 2.0)
+    upper = g2 + z * g2_se
+    if upper <= 0:
+        return math.inf
+    return max(trace - z * trace_se, 0.0) / upper
+
+
 class NoiseScaleState(NamedTuple):
-    """Checkpointable state: step count and the raw (not yet bias-corrected) EMAs."""
+    """Checkpointable state: step count, the raw (not yet bias-corrected) EMAs and the raw
+    EMAs of their squares (for the standard errors; 0 in states saved before they existed)."""
 
     step: int
     g2_ema: float
     trace_ema: float
+    g2_sq_ema: float = 0.0
+    trace_sq_ema: float = 0.0
 
 
 class NoiseScaleEstimator:
@@ -93,7 +131,11 @@ class NoiseScaleEstimator:
         g2, s = two_batch_estimates(small_norm_sq, big_norm_sq, b_small, b_big)
         st, b = self.state, self.beta
         self.state = NoiseScaleState(
-            st.step + 1, b * st.g2_ema + (1 - b) * g2, b * st.trace_ema + (1 - b) * s
+            st.step + 1,
+            b * st.g2_ema + (1 - b) * g2,
+            b * st.trace_ema + (1 - b) * s,
+            b * st.g2_sq_ema + (1 - b) * g2 * g2,
+            b * st.trace_sq_ema + (1 - b) * s * s,
         )
 
     def update_from_microbatches(
@@ -144,11 +186,54 @@ class NoiseScaleEstimator:
 
     @property
     def b_simple(self) -> float:
-        """EMA(tr Σ) / EMA(|G|²); ``inf`` while the |G|² average is ≤ 0."""
+        """EMA(tr Σ) / EMA(|G|²); ``inf`` while the |G|² average is ≤ 0 (the signal is below
+        the noise at this batch: see the module docstring and :meth:`b_simple_lower`)."""
         g2 = self.grad_norm_sq
         if math.isnan(g2):
             return math.nan
         return math.inf if g2 <= 0 else self.trace_cov / g2
+
+    @property
+    def effective_updates(self) -> float:
+        """n_eff = (Σ w)² / Σ w² of the EMA weights w_i ∝ β^(t−i):
+        (1 − β^t)² (1 + β) / ((1 − β)(1 − β^(2t))); 1 after one update, → (1+β)/(1−β)."""
+        t, b = self.state.step, self.beta
+        if t == 0:
+            return 0.0
+        if b == 0.0:
+            return 1.0
+        return (1 - b**t) ** 2 * (1 + b) / ((1 - b) * (1 - b ** (2 * t)))
+
+    def _se(self, raw: float, raw_sq: float) -> float:
+        """SE of a bias-corrected EMA: the weighted variance of the updates, made unbiased
+        by n_eff/(n_eff − 1) (reliability weights), divided by n_eff; NaN below 2 updates'
+        worth of information. Assumes the updates are independent (disjoint batches) around
+        a slowly moving mean."""
+        n_eff = self.effective_updates
+        if n_eff <= 1.0 + 1e-12 or self.state.step < 3:
+            return math.nan
+        mean, mean_sq = self._corrected(raw), self._corrected(raw_sq)
+        var = max(mean_sq - mean * mean, 0.0) * n_eff / (n_eff - 1)
+        return math.sqrt(var / n_eff)
+
+    @property
+    def grad_norm_sq_se(self) -> float:
+        """Standard error of :attr:`grad_norm_sq` (see :meth:`_se`)."""
+        return self._se(self.state.g2_ema, self.state.g2_sq_ema)
+
+    @property
+    def trace_cov_se(self) -> float:
+        """Standard error of :attr:`trace_cov` (see :meth:`_se`)."""
+        return self._se(self.state.trace_ema, self.state.trace_sq_ema)
+
+    def b_simple_lower(self, confidence: float = 0.95) -> float:
+        """A lower confidence bound of B_simple from the averages and their standard errors
+        (:func:`lower_bound`): finite where :attr:`b_simple` reads ``inf``; NaN before three
+        updates (or with ``beta=0``), when no standard error exists."""
+        return lower_bound(
+            self.trace_cov, self.trace_cov_se, self.grad_norm_sq, self.grad_norm_sq_se,
+            confidence,
+        )  # fmt: skip
 
 
 # --------------------------------------------------------------------------- B_noise
