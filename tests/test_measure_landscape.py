@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -128,10 +130,14 @@ def test_interpolation_between_two_models() -> None:
     net_a, x, y = _data(torch.Generator().manual_seed(1))
     net_b, _, _ = _data(torch.Generator().manual_seed(2))
     line = loss_interpolation(net_a, LOSS, x, y, net_a, net_b, alphas=[0.0, 0.5, 1.0])
-    net_a.eval(), net_b.eval()
-    with torch.no_grad():
-        assert line.losses[0] == pytest.approx(float(LOSS(net_a(x), y)), rel=1e-12)
-        assert line.losses[2] == pytest.approx(float(LOSS(net_b(x), y)), rel=1e-12)
+    evl = loss_interpolation(net_a, LOSS, x, y, net_a, net_b, alphas=[0.0, 1.0], mode="eval")
+    with torch.no_grad():  # default mode="auto": the train-mode BatchNorm's batch statistics
+        train_a, train_b = copy.deepcopy(net_a).train(), copy.deepcopy(net_b).train()
+        assert line.losses[0] == pytest.approx(float(LOSS(train_a(x), y)), rel=1e-12)
+        assert line.losses[2] == pytest.approx(float(LOSS(train_b(x), y)), rel=1e-12)
+        net_a.eval(), net_b.eval()
+        assert evl.losses[0] == pytest.approx(float(LOSS(net_a(x), y)), rel=1e-12)
+        assert evl.losses[1] == pytest.approx(float(LOSS(net_b(x), y)), rel=1e-12)
     assert line.kind == "interpolation" and line.marks == {"w_a": 0.0, "w_b": 1.0}
 
 

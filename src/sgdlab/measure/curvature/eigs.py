@@ -257,7 +257,7 @@ def hessian_eigs(
     atol: float = 0.0,
     dim: int | None = None,
     chunk_size: int | None = None,
-    mode: Mode = "eval",
+    mode: Mode = "auto",
     method: HvpMethod = "double_backward",
 ) -> EigResult:
     """The k extreme eigenvalues of the loss Hessian, certified to relative error ``tol``.

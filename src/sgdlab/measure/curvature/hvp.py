@@ -5,8 +5,9 @@ batch or a whole dataset (accumulated over chunks: L = Σ_c (n_c/N) loss_fn(mode
 see :mod:`sgdlab.measure.curvature.objective`), of a scalar function of a flat vector, or of a dense
 matrix, and counts the products it computes. The product is by double backward,
 H v = ∇(∇L · v) (Pearlmutter 1994), or by forward-over-reverse,
-H v = ``torch.func.jvp(torch.func.grad(L), (w,), (v,))``; the model runs in eval mode by
-default (``mode="train"`` on request; its mode is restored after every product).
+H v = ``torch.func.jvp(torch.func.grad(L), (w,), (v,))``; by default the model runs as it is
+trained (``mode="auto"``: its own modes, dropout off; ``"eval"`` or ``"train"`` on request; its
+mode is restored after every product), with the math attention backend.
 
 Example:
     >>> model = torch.nn.Linear(3, 1).double()
@@ -94,7 +95,7 @@ class HessianOperator:
         targets: Tensor,
         *,
         chunk_size: int | None = None,
-        mode: Mode = "eval",
+        mode: Mode = "auto",
         method: HvpMethod = "double_backward",
     ) -> HessianOperator:
         """Hessian of the model's mean loss over ``(inputs, targets)`` at its current weights."""
@@ -154,7 +155,7 @@ def hessian_operator(
     *,
     dim: int | None = None,
     chunk_size: int | None = None,
-    mode: Mode = "eval",
+    mode: Mode = "auto",
     method: HvpMethod = "double_backward",
 ) -> HessianOperator:
     """Any supported Hessian description as a :class:`HessianOperator`.
@@ -192,7 +193,7 @@ def hessian_matrix(
     inputs: Tensor,
     targets: Tensor,
     *,
-    mode: Mode = "eval",
+    mode: Mode = "auto",
     block: int | None = None,
 ) -> Tensor:
     """The exact Hessian ``[d, d]`` of the mean loss over the flat parameters (O(d²) memory).

@@ -223,7 +223,7 @@ def loss_line(
     ignore: Ignore = "biasbn",
     accuracy: bool = False,
     chunk_size: int | None = None,
-    mode: Mode = "eval",
+    mode: Mode = "auto",
     kind: str | None = None,
 ) -> LossLine:
     """1-D slice of a model's mean loss through its current weights.
@@ -257,7 +257,7 @@ def loss_surface(
     ignore: Ignore = "biasbn",
     accuracy: bool = False,
     chunk_size: int | None = None,
-    mode: Mode = "eval",
+    mode: Mode = "auto",
     kind: str | None = None,
 ) -> LossSurface:
     """2-D slice of a model's mean loss; ``directions=None`` draws two random
@@ -299,7 +299,7 @@ def loss_interpolation(
     alphas: np.ndarray | Sequence[float] | None = None,
     accuracy: bool = False,
     chunk_size: int | None = None,
-    mode: Mode = "eval",
+    mode: Mode = "auto",
 ) -> LossLine:
     """L((1 − α) w_a + α w_b) for two solutions of ``model``'s architecture (flat vectors or
     models with the same parameter names)."""
@@ -325,7 +325,7 @@ def loss_eigen_slice(
     generator: torch.Generator | int = 0,
     accuracy: bool = False,
     chunk_size: int | None = None,
-    mode: Mode = "eval",
+    mode: Mode = "auto",
 ) -> LossLine | LossSurface:
     """Slice along the top Hessian eigenvector (``k=1``: a line) or the top two (``k=2``: a
     plane), unit-norm eigenvectors from :func:`~sgdlab.measure.curvature.eigs.hessian_eigs`

@@ -15,9 +15,24 @@ products are accumulated chunk by chunk with the same weights n_c/N (memory of o
 
 The model is evaluated with :func:`torch.func.functional_call`: its parameters are never
 modified, its buffers are copied for every call (running statistics of normalization layers
-are not updated), and it runs in ``mode="eval"`` (default) or ``"train"`` (the modules'
-``training`` flags are restored afterwards). In train mode, dropout draws from torch's global
-generator, which makes the loss random: curvature instruments then measure a random operator.
+are not updated: they are as before after every measurement). Which function is measured
+(``mode``; the modules' ``training`` flags are restored afterwards):
+
+* ``"auto"`` (default) — **the function being trained**: every module in its own mode, dropout
+  off (``nn.Dropout*`` and ``nn.MultiheadAttention``'s; see :mod:`sgdlab.measure._modes`). A
+  train-mode BatchNorm normalizes with the statistics of the batch (of each chunk, with
+  ``chunk_size``), as in the training step; measuring the eval-mode network instead gave a
+  different loss, gradient and λ_max (issue 14: on resnet18 λ_max 11 373 vs 191);
+* ``"eval"`` — the eval-mode network (running statistics), ``"train"`` — everything in train
+  mode (dropout draws from torch's global generator, so the loss is random and curvature
+  instruments measure a random operator), ``None`` — the modes as they are.
+
+**Attention.** Only the math backend of ``F.scaled_dot_product_attention`` has a double
+backward (the CPU flash kernel's backward is not differentiable: "derivative for
+aten::_scaled_dot_product_flash_attention_for_cpu_backward is not implemented"), so every
+evaluation runs under :func:`math_attention` (the backend choice is restored afterwards);
+``nn.MultiheadAttention``, ``nn.TransformerEncoder`` and HF's ``sdpa`` attention then give
+exact Hessian-vector products.
 
 :class:`FunctionObjective` gives the same interface to any scalar function of a flat tensor,
 e.g. a built-in problem's objective (``FunctionObjective.from_batched(problem.objective)``).
@@ -25,6 +40,7 @@ e.g. a built-in problem's objective (``FunctionObjective.from_batched(problem.ob
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
@@ -32,24 +48,39 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-Mode = Literal["eval", "train"] | None
+from sgdlab.measure._modes import apply_mode
+
+try:  # torch ≥ 2.3
+    from torch.nn.attention import SDPBackend as _SDPBackend
+    from torch.nn.attention import sdpa_kernel as _sdpa_kernel
+except ImportError:  # pragma: no cover - torch 2.2
+    _SDPBackend = _sdpa_kernel = None  # type: ignore[assignment, misc]
+
+Mode = Literal["auto", "eval", "train"] | None
 HvpMethod = Literal["double_backward", "forward_over_reverse"]
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
 
+def math_attention() -> contextlib.AbstractContextManager:
+    """Force the math backend of ``F.scaled_dot_product_attention`` inside the block (the
+    only one with a double backward); the previous choice is restored on exit."""
+    if _sdpa_kernel is not None:  # torch ≥ 2.3
+        return _sdpa_kernel(_SDPBackend.MATH)
+    return torch.backends.cuda.sdp_kernel(  # torch 2.2: the flags also govern the CPU kernels
+        enable_flash=False, enable_math=True, enable_mem_efficient=False
+    )
+
+
 @contextmanager
 def model_mode(model: nn.Module, mode: Mode) -> Iterator[None]:
-    """Run the block with ``model`` in ``"train"`` or ``"eval"`` mode (``None``: as it is);
-    every submodule's ``training`` flag is restored afterwards."""
-    if mode is None:
-        yield
-        return
-    if mode not in ("train", "eval"):
-        raise ValueError(f"mode must be 'train', 'eval' or None, not {mode!r}")
+    """Run the block with ``model`` in ``"auto"`` (its own modes, dropout off), ``"train"``
+    or ``"eval"`` mode (``None``: as it is) and the math attention backend; every submodule's
+    ``training`` flag is restored afterwards."""
     flags = [m.training for m in model.modules()]
-    model.train(mode == "train")
+    apply_mode(model, mode)
     try:
-        yield
+        with math_attention():
+            yield
     finally:
         for m, flag in zip(model.modules(), flags, strict=True):
             m.training = flag
@@ -106,7 +137,8 @@ class ModelObjective:
         loss_fn: ``loss_fn(model(x), y)`` with ``reduction="mean"``.
         inputs, targets: the batch or whole dataset ``x [N, ...]``, ``y [N, ...]``.
         chunk_size: samples per chunk (``None``: all at once); chunk losses are weighted n_c/N.
-        mode: ``"eval"`` (default), ``"train"`` or ``None`` (leave the model's mode).
+        mode: ``"auto"`` (default: the function being trained, dropout off), ``"eval"``,
+            ``"train"`` or ``None`` (leave the model's mode); see the module docstring.
 
     Attributes:
         w0: a detached copy of the model's current flat parameters ``[d]``.
@@ -121,7 +153,7 @@ class ModelObjective:
         targets: Tensor,
         *,
         chunk_size: int | None = None,
-        mode: Mode = "eval",
+        mode: Mode = "auto",
     ) -> None:
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         if not named:

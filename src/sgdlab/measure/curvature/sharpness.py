@@ -276,7 +276,7 @@ def sharpness(
     ascent_steps: int = 20,
     generator: torch.Generator | int = 0,
     chunk_size: int | None = None,
-    mode: Mode = "eval",
+    mode: Mode = "auto",
     method: HvpMethod = "double_backward",
 ) -> SharpnessResult:
     """λ_max, tr H, ε-, ρ- and adaptive sharpness in one call (see the module docstring).

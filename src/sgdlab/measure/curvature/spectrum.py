@@ -82,7 +82,7 @@ def spectral_density(
     generator: torch.Generator | int = 0,
     dim: int | None = None,
     chunk_size: int | None = None,
-    mode: Mode = "eval",
+    mode: Mode = "auto",
     method: HvpMethod = "double_backward",
 ) -> SpectralDensity:
     """Gaussian-smoothed Hessian eigenvalue density by SLQ (see the module docstring).

@@ -77,7 +77,7 @@ def hessian_trace(
     generator: torch.Generator | int = 0,
     dim: int | None = None,
     chunk_size: int | None = None,
-    mode: Mode = "eval",
+    mode: Mode = "auto",
     method: HvpMethod = "double_backward",
 ) -> TraceResult:
     """tr ∇²L by Hutchinson's estimator with Rademacher probes (see the module docstring).

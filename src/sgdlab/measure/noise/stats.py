@@ -30,7 +30,8 @@ Without ``population`` (an infinite population), ``trace_sigma`` = ``trace_cov``
 
 **Which function is measured** (``mode``, default ``"auto"``): the function being trained —
 every module in its own mode (a train-mode BatchNorm normalizes with batch statistics, as in
-the training step) with dropout layers off, so that only the sampling noise is measured and
+the training step) with dropout off (``nn.Dropout*``, ``nn.MultiheadAttention``'s attention
+dropout; see :mod:`sgdlab.measure._modes`), so that only the sampling noise is measured and
 the result is deterministic. ``"eval"`` measures the eval-mode network (BatchNorm with running
 statistics: a different function while training), ``"train"`` includes dropout noise.
 Per-sample gradients are not defined under batch statistics (samples interact); where a
@@ -56,6 +57,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from sgdlab.measure._modes import apply_mode
 from sgdlab.measure.noise._args import check_batch_size, check_samples, warn_non_finite
 from sgdlab.measure.noise._common import check_method, train_batchnorms
 from sgdlab.measure.noise._microbatch import count_micro_batches, microbatch_stats
@@ -236,19 +238,6 @@ def _measure(model, loss_fn, x, y, n, batch_size, reference, method) -> PerSampl
     return total
 
 
-def _apply_mode(model: nn.Module, mode: str | None) -> None:
-    if mode == "eval":
-        model.eval()
-    elif mode == "train":
-        model.train()
-    elif mode == "auto":  # the function being trained, without dropout noise
-        for m in model.modules():
-            if isinstance(m, nn.modules.dropout._DropoutNd):
-                m.eval()
-    elif mode is not None:
-        raise ValueError(f"mode must be 'auto', 'eval', 'train' or None, not {mode!r}")
-
-
 def gradient_noise(
     model: nn.Module,
     loss_fn: LossFn,
@@ -314,7 +303,7 @@ def gradient_noise(
         raise ValueError(f"population must be an integer N ≥ n={n} or None, got {population!r}")
     saved = {m: m.training for m in model.modules()}
     try:
-        _apply_mode(model, mode)
+        apply_mode(model, mode)
         used = _mode_name(model)
         batchnorms = train_batchnorms(model)
         if batchnorms:
