@@ -77,7 +77,7 @@ def test_greedy_schedule_is_the_recursion_and_each_step_is_optimal():
 
 def test_greedy_step_on_an_isotropic_quadratic_is_beta_over_gamma_plus_t():
     """With H = λI and C = σ²I the greedy recursion has a closed form (derivation in
-    docs/lab_batch.md): 1/u_{t+1} = 1/u_t + bλ²/σ², so η_t = 1/(λ(t + 1 + a/u₀)) with
+    docs/lab.md, part 3): 1/u_{t+1} = 1/u_t + bλ²/σ², so η_t = 1/(λ(t + 1 + a/u₀)) with
     a = σ²/(bλ²) — the β/(γ + t) schedule — and u_t = a u₀/(a + t u₀)."""
     lam, sigma2, b, u0 = 0.5, 2.0, 4, 3.0
     d = 3

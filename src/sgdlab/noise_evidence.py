@@ -22,7 +22,7 @@ both 2 at b = B (the knee). Estimates (each with a 95% interval; never advice fr
   tr Σ and |G|² over the dataset and Hutchinson tr(HΣ), GᵀHG (:mod:`sgdlab.run_noise`); ratio
   of averages over the chains, bootstrap over the chains.
 
-What the lab measured (``docs/lab_batch.md``, ``critical-batch``): the noise scales grow about
+What the lab measured (``docs/lab.md, part 3``, ``critical-batch``): the noise scales grow about
 tenfold along training, and B_crit lies between their values at the start and their averages
 along the path (B_crit / B_simple averaged along the path ≈ 0.25 on logistic regression and
 ≈ 0.5 on the digits MLP; ≈ 0.06 and 0.2 for B_noise); at the noise floor of a small-batch run

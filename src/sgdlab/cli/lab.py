@@ -67,7 +67,7 @@ def run_cmd(
     names: Annotated[list[str] | None, typer.Argument(help="study names")] = None,
     all_: Annotated[bool, typer.Option("--all", help="run every study")] = False,
     quick: Annotated[
-        bool, typer.Option("--quick", help="small settings (about a minute for all studies)")
+        bool, typer.Option("--quick", help="small settings (2–3 minutes for all studies)")
     ] = False,
     store: Annotated[Path | None, typer.Option("--store", help=_STORE_HELP)] = None,
     out: Annotated[Path | None, typer.Option("--out", help=_OUT_HELP)] = None,
