@@ -6,7 +6,9 @@ the rule that fired and the numbers behind it. The rules, in order:
 1. **Instability** — any chain with a non-finite loss (a diverged chain; the other rules then
    summarize the chains that stayed finite), or a loss that ends clearly above where it started
    (last-quarter mean > 1.5 × first-quarter mean, by more than 3 standard errors of the
-   difference, so minibatch noise alone does not trigger it): lower the learning rate (§5).
+   difference, so minibatch noise alone does not trigger it; for a positive loss the same
+   test on its logarithm too, which a heavy-tailed blow-up — a few huge values — cannot
+   hide from): lower the learning rate (§5).
 2. **Batch size against the noise scale** (McCandlish et al. 2018): B is the measured noise
    scale with its 95% interval (:mod:`sgdlab.noise_evidence`: B_simple = tr Σ/|G|² from the
    engine's noise probe over the last quarter of the records and the live chains — bootstrap
@@ -21,11 +23,18 @@ the rule that fired and the numbers behind it. The rules, in order:
    linear rule crosses the stability edge beyond B_crit; the linear and √ values are quoted
    too); b > 4B (the whole interval below b/4) is past the critical batch size —
    diminishing returns, a smaller batch needs fewer examples for the same progress.
-   Otherwise, or when B is not a finite positive number, nothing is advised. The noise scale
+   When B is not resolved at this batch (the bias-corrected |G|² is ≤ 0: B = ∞, or the
+   Monitor's ``noise_scale`` is NaN at its last record) the advice says so — "the signal is
+   below the noise at this batch: the noise scale exceeds what this batch can resolve" —
+   and quotes the lower bound on B (the Monitor's ``noise_scale_lower``, or the lower end of
+   B's interval) when it is finite, advising no batch size from it
+   (:mod:`sgdlab.advice_batch`). Otherwise, or when B is NaN, nothing is advised. The noise scale
    changes about tenfold along training (the lab's ``critical-batch``), so B is the order of
    magnitude of B_crit (the evidence says so).
 3. **Gradient spikes** — max/median of the recorded gradient norms above 10: clip the
-   global norm near the 95th percentile of the recorded norms (§5, "gradient clipping").
+   global norm near the 95th percentile of the norms recorded while the loss had not yet
+   risen above 1.5× its start (a blow-up's own norms would set the level far too high;
+   §5, "gradient clipping").
 4. **Oscillating loss** — the median absolute deviation of the last half of the loss, relative
    to how far the loss has come down (median of the first quarter − minimum), above 0.25:
    the step is large for the noise level; lower η or raise b, which both lower the
@@ -40,17 +49,21 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from sgdlab.advice_batch import (
+    BATCH_FACTOR,
+    Advice,
+    batch_size_advice,
+    unresolved_batch_advice,
+)
 from sgdlab.config import load_config
 from sgdlab.errors import SgdlabError
 from sgdlab.noise_evidence import (
-    LAB_NOTE,
     NoiseScale,
     chains_b_noise,
     engine_b_simple,
@@ -59,25 +72,15 @@ from sgdlab.noise_evidence import (
 from sgdlab.problems import build_problem
 from sgdlab.run_noise import chain_noise_scales
 from sgdlab.store import Store
-from sgdlab.theory.batch_size import optimal_step, steps_to_target
 
-#: a batch this many times below (above) the noise scale is noise-dominated (past critical)
-BATCH_FACTOR = 4.0
+__all__ = ["BATCH_FACTOR", "Advice", "advise", "advise_stored_run", "batch_size_advice",
+           "noise_report_stored_run", "noise_scale", "stored_b_noise",
+           "unresolved_batch_advice"]  # fmt: skip
 #: max/median gradient norm above which clipping is advised
 SPIKE_RATIO = 10.0
 #: median absolute deviation of the loss's last half, relative to its total drop (early
 #: median − minimum), above which it is called oscillating
 OSCILLATION = 0.25
-
-
-@dataclass(frozen=True)
-class Advice:
-    """One piece of advice: ``kind`` (instability, batch_size, clipping, oscillation),
-    a one-line ``message`` and the ``evidence`` (numbers and the rule's threshold)."""
-
-    kind: str
-    message: str
-    evidence: dict[str, Any] = field(default_factory=dict)
 
 
 def _live(metrics: dict[str, tuple[np.ndarray, np.ndarray]]) -> np.ndarray | None:
@@ -123,6 +126,15 @@ def noise_scale(
     found = engine_b_simple(metrics, batch_size, live, population, seed)
     if found is None:
         found = monitor_b_simple(metrics, batch_size, population)
+    if found is None and "noise_scale" in metrics:
+        # the Monitor's EMA: NaN at its last record means |G|² is not resolved (issue 14),
+        # never an older finite value
+        ema = _series(metrics, "noise_scale", live)
+        if ema is not None and ema.size and not np.isfinite(ema[-1]):
+            lower = _last_value(_series(metrics, "noise_scale_lower", live))
+            return NoiseScale("B_simple", math.inf, (lower, math.inf),
+                              "Monitor EMA of two-batch estimates: the smoothed |G|² is ≤ 0 "
+                              "at the last record (noise_scale NaN)")  # fmt: skip
     if found is None:
         for name, method in (("noise_scale", "Monitor EMA of two-batch estimates"),
                              ("noise_b_simple", "last per-step estimate")):  # fmt: skip
@@ -133,78 +145,11 @@ def noise_scale(
     return found
 
 
-def batch_size_advice(noise: NoiseScale, batch_size: int, lr: float | None) -> Advice | None:
-    """Rule 2 (module docstring) from a measured noise scale B: a batch below B/4 (by the
-    whole interval) is noise-dominated, one above 4B (by the whole interval) is past the
-    critical batch size; ``None`` otherwise, or when B is not a finite positive number."""
-    if not noise.usable:
-        return None
-    lo, hi = noise.ci
-    low = lo if math.isfinite(lo) else noise.estimate
-    high = hi if math.isfinite(hi) else noise.estimate
-    implied = noise.implied(batch_size)
-    evidence = {
-        "batch_size": batch_size,
-        "noise_scale": noise.estimate,
-        "noise_scale_ci": noise.ci,
-        "noise_scale_name": noise.name,
-        "method": noise.method,
-        "lr": lr,
-        **implied,
-        "lab": LAB_NOTE,
-        "rule": f"b < {noise.name}/{BATCH_FACTOR:g} or b > {BATCH_FACTOR:g}·{noise.name} "
-        "(by the whole 95% interval when there is one)",
-    }
-    ratios = (f"at b = {batch_size}: S/S_min ≈ {implied['steps_over_min']:.3g}, "
-              f"E/E_min ≈ {implied['examples_over_min']:.3g}")
-    scale = noise.estimate
-    if batch_size * BATCH_FACTOR < low:
-        target = int(2 ** round(math.log2(scale)))
-        fewer = float(
-            steps_to_target(batch_size, 1.0, scale) / steps_to_target(target, 1.0, scale)
-        )
-        new_lr = _scaled_lr(lr, batch_size, target, scale)
-        evidence.update(suggested_batch_size=target, suggested_lr=new_lr)
-        lr_txt = (
-            ""
-            if lr is None
-            else (
-                f" (step: lr {lr:g} → {new_lr:.3g} by McCandlish's optimal step ε ∝ 1/(1 + B/b), "
-                f"between the square-root {lr * math.sqrt(target / batch_size):.3g} and the "
-                f"linear scaling: lr {lr:g} → {lr * target / batch_size:.3g}; the lab's "
-                "lr-scaling study: linear holds only well below B_crit, and a large factor can "
-                "cross the stability edge η·λ_max = 2 — raise the step gradually)"
-            )
-        )
-        return Advice(
-            "batch_size",
-            f"batch {batch_size} is well below the noise scale {noise.describe()}: gradient "
-            f"noise dominates ({ratios}); a batch of {target} needs about {fewer:.1f}× fewer "
-            f"steps (S ∝ 1 + B/b){lr_txt}; {LAB_NOTE}",
-            evidence,
-        )
-    if batch_size > BATCH_FACTOR * high:
-        target = max(1, int(2 ** round(math.log2(scale))))
-        evidence.update(suggested_batch_size=target,
-                        suggested_lr=_scaled_lr(lr, batch_size, target, scale))
-        return Advice(
-            "batch_size",
-            f"batch {batch_size} is far above the noise scale {noise.describe()} (the critical "
-            f"batch size; {ratios}): larger batches bring diminishing returns; a batch of "
-            f"{target} reaches the same loss with about {implied['examples_over_min'] / 2:.1f}× "
-            "fewer examples",
-            evidence,
-        )
-    return None
-
-
-def _scaled_lr(lr: float | None, b: int, b_new: int, scale: float) -> float | None:
-    """The step for batch ``b_new`` from ``lr`` at ``b`` by McCandlish's optimal step
-    ε_opt(b) ∝ 1/(1 + B/b) (:func:`sgdlab.theory.batch_size.optimal_step`): linear in b for
-    b ≪ B, saturating for b ≫ B."""
-    if lr is None:
-        return None
-    return float(lr * optimal_step(b_new, 1.0, scale) / optimal_step(b, 1.0, scale))
+def _last_value(x: np.ndarray | None) -> float:
+    """The value at the last record (NaN when there is none or it is not finite)."""
+    if x is None or x.size == 0 or not np.isfinite(x[-1]):
+        return math.nan
+    return float(x[-1])
 
 
 def advise(
@@ -239,8 +184,9 @@ def advise(
         q = loss.size // 4
         head, tail = loss[:q], loss[-q:]
         first, last = float(np.mean(head)), float(np.mean(tail))
-        se = math.sqrt(np.var(head, ddof=1) / q + np.var(tail, ddof=1) / q)
-        rose = last > 1.5 * first and last - first > 3 * se
+        rose = _rose(head, tail) or (
+            bool((loss > 0).all()) and _rose(np.log(head), np.log(tail), math.log(1.5))
+        )
         if not np.isfinite(loss).all() or rose:
             out.append(
                 Advice(
@@ -251,14 +197,18 @@ def advise(
                         "first_quarter_loss": first,
                         "last_quarter_loss": last,
                         "rule": "non-finite, or last-quarter mean > 1.5 × first-quarter mean and "
-                        "above it by more than 3 standard errors",
+                        "above it by more than 3 standard errors (of the loss, or of its log "
+                        "for a positive loss: heavy-tailed blow-ups)",
                     },
                 )
             )
     if noise is None and batch_size:
         noise = noise_scale(metrics, batch_size, live, population, seed)
     if noise is not None and batch_size:
-        item = batch_size_advice(noise, batch_size, lr)
+        lower = _last_value(_series(metrics, "noise_scale_lower", live))
+        item = batch_size_advice(noise, batch_size, lr) or unresolved_batch_advice(
+            noise, batch_size, lower
+        )
         if item is not None:
             out.append(item)
     norms = _series(metrics, "grad_norm", live)
@@ -267,16 +217,20 @@ def advise(
         if finite.size >= 5 and np.median(finite) > 0:
             ratio = float(finite.max() / np.median(finite))
             if ratio > SPIKE_RATIO:
-                clip = float(np.percentile(finite, 95))
+                stable = _stable_records(loss, norms)
+                clip = float(np.percentile(stable, 95))
                 out.append(
                     Advice(
                         "clipping",
                         f"gradient-norm spikes (max/median = {ratio:.0f}): clip the global norm "
-                        f"at about {clip:.3g} (the 95th percentile of the recorded norms)",
+                        f"at about {clip:.3g} (the 95th percentile of the {stable.size} recorded "
+                        "norms before the loss first rose above 1.5× its start)",
                         {
                             "max_over_median": ratio,
                             "suggested_max_norm": clip,
-                            "rule": f"max/median > {SPIKE_RATIO:g}",
+                            "stable_records": int(stable.size),
+                            "rule": f"max/median > {SPIKE_RATIO:g}; level: 95th percentile of "
+                            "the norms while the loss had not risen",
                         },
                     )
                 )
@@ -304,6 +258,30 @@ def advise(
                     )
                 )
     return out
+
+
+def _rose(head: np.ndarray, tail: np.ndarray, margin: float | None = None) -> bool:
+    """The last quarter above the first by ``margin`` (default: ×1.5, i.e. 0.5·mean(head))
+    and by more than 3 standard errors of the difference of the two means."""
+    q = head.size
+    first, last = float(np.mean(head)), float(np.mean(tail))
+    se = math.sqrt(np.var(head, ddof=1) / q + np.var(tail, ddof=1) / q)
+    gap = 0.5 * first if margin is None else margin
+    return last - first > gap and last - first > 3 * se
+
+
+def _stable_records(loss: np.ndarray | None, norms: np.ndarray) -> np.ndarray:
+    """The finite gradient norms recorded before the loss (median over chains) first rose
+    above 1.5× its first value (at least 5 records; all of them when it never rose or the
+    loss is not positive)."""
+    end = norms.size
+    if loss is not None and loss.size == norms.size and np.isfinite(loss[0]) and loss[0] > 0:
+        above = np.nonzero(~(loss <= 1.5 * loss[0]))[0]
+        if above.size:
+            end = max(5, int(above[0]))
+    kept = norms[:end]
+    kept = kept[np.isfinite(kept)]
+    return kept if kept.size else norms[np.isfinite(norms)]
 
 
 #: metrics from which the batch-size advice reads the noise scale

@@ -227,11 +227,18 @@ def advise_cmd(
         bool, typer.Option("--b-noise", help="also measure B_noise = tr(HΣ)/(GᵀHG) at the final "
                            "parameters (engine runs on a finite dataset) and advise from it")
     ] = False,
+    apply: Annotated[
+        Path | None, typer.Option("--apply", help="write the run's config with the advised "
+                                  "changes to this new YAML file (then: sgdlab run FILE)")
+    ] = None,
 ) -> None:
     """What to change (batch size, learning rate, clipping), from a run's measured noise."""
     from sgdlab.advice import advise_stored_run, noise_report_stored_run
 
     path = store_path(store)
+    if apply is not None:
+        _apply_advice(run_id, path, apply, b_noise)
+        return
     for scale, implied in noise_report_stored_run(run_id, path, b_noise=b_noise):
         lo, hi = implied["steps_over_min_ci"]
         ci = f" [{lo:.3g}, {hi:.3g}]" if lo == lo else ""
@@ -248,6 +255,22 @@ def advise_cmd(
                       + (", batch near the noise scale)" if has_noise else ")"))  # fmt: skip
     for item in items:
         console.print(f"[bold]{item.kind}[/]: {item.message}", highlight=False)
+
+
+def _apply_advice(run_id: str, path: Path, out: Path, b_noise: bool) -> None:
+    """``sgdlab advise --apply``: the advice, then the new config's changes with evidence."""
+    from sgdlab.advice_apply import apply_stored_run
+
+    changes, items = apply_stored_run(run_id, path, out, b_noise=b_noise)
+    for item in items:
+        console.print(f"[bold]{item.kind}[/]: {item.message}", highlight=False)
+    if not changes:
+        console.print("no change to apply: no advice that changes the config fired; nothing "
+                      "written", highlight=False)  # fmt: skip
+        return
+    for change in changes:
+        console.print(f"[bold]apply[/] {change.describe()}", highlight=False)
+    console.print(f"wrote {out}: run it with `sgdlab run {out}`", highlight=False)
 
 
 _STATUS_NOTE = {

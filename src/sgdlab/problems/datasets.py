@@ -23,8 +23,14 @@ number of classes ``C``. Nothing is ever downloaded:
 * ``npz`` — a NumPy ``.npz`` archive with arrays ``x`` (``[N, ...]``) and ``y`` (``[N]``).
 
 :func:`load_data` applies, in this order and with the ``data`` stream: an optional random
-subsample, an optional random hold-out split, and feature standardisation
-(x − mean) / std with statistics of the training part (constant features are only centred).
+subsample, an optional random hold-out split, feature standardisation
+(x − mean) / std with statistics of the training part (constant features are only centred;
+``standardize_mode: global``: one mean and std over all features, as images are usually
+normalised — with per-pixel statistics a shifted stroke landing on a pixel that is almost
+never lit is divided by that pixel's tiny std), and optional outliers: each training
+sample, with probability ``outliers``, has its features multiplied by ``outlier_scale``
+(a corrupted sample; its per-sample gradient and curvature are that many times larger —
+heavy-tailed gradient noise).
 
 Example:
     >>> ds = load_sklearn("iris")
@@ -229,6 +235,10 @@ class DataParams(ProblemParams):
     labels_path: str | None = Field(None, description="mnist: IDX labels file (else inferred)")
     split: Literal["train", "test"] = Field("train", description="mnist: which standard files")
     standardize: bool = Field(True, description="standardise features (training statistics)")
+    standardize_mode: Literal["feature", "global"] = Field(
+        "feature", description="standardise each feature, or all with one mean and std "
+        "(images: augmentation then keeps rarely lit pixels on the scale of the others)"
+    )
     subsample: int | None = Field(None, gt=1, description="keep a random subset of this size")
     holdout: float = Field(0.0, ge=0, lt=1, description="fraction held out as a test set")
     n_samples: int = Field(1000, gt=1, description="synthetic: number of samples N")
@@ -256,6 +266,11 @@ class DataParams(ProblemParams):
         0.0, ge=0, description="additive Gaussian pixel noise, std in raw pixel units "
         "(stream augment)"
     )
+    outliers: float = Field(
+        0.0, ge=0, lt=1, description="fraction of training samples whose (standardised) "
+        "features are multiplied by outlier_scale (data stream): heavy-tailed gradients"
+    )
+    outlier_scale: float = Field(10.0, gt=0, description="factor of the outlier samples")
     feature_decay: float = Field(
         0.0, ge=0, description="synthetic: feature j scaled by (j+1)^(−decay) (ill-conditioning;"
         " use with standardize: false)",
@@ -345,10 +360,20 @@ def load_data(params: DataParams, streams: Streams, dtype: torch.dtype) -> Loade
         X_test, y_test = X[perm[:n_test]], y[perm[:n_test]]
         X, y = X[perm[n_test:]], y[perm[n_test:]]
     mean = std = None
-    if params.standardize:
+    if params.standardize and params.standardize_mode == "global":
+        mu, sd = X.mean(), X.std(unbiased=False)
+        mean = mu.expand(X.shape[1]).clone()
+        std = (sd if sd > 0 else torch.ones_like(sd)).expand(X.shape[1]).clone()
+        X = (X - mean) / std
+        if X_test is not None:
+            X_test = (X_test - mean) / std
+    elif params.standardize:
         X, mean, std = standardize(X)
         if X_test is not None:
             X_test, _, _ = standardize(X_test, mean, std)
+    if params.outliers > 0:  # corrupted training samples: a data bug with heavy tails
+        bad = torch.rand(X.shape[0], generator=gen, dtype=torch.float64) < params.outliers
+        X = torch.where(bad[:, None], X * params.outlier_scale, X)
     return LoadedData(
         X=X.to(dtype).contiguous(),
         y=y.contiguous(),

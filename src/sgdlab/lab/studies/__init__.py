@@ -3,6 +3,7 @@
 from sgdlab.lab.studies import (  # noqa: F401  (registers the built-in studies)
     batch_variance,
     critical_batch,
+    debugging,
     efficiency,
     escape,
     flat_minima,
@@ -13,25 +14,28 @@ from sgdlab.lab.studies import (  # noqa: F401  (registers the built-in studies)
     oscillation,
     rates,
     schedules,
+    sources,
     throughput,
 )
 from sgdlab.lab.study import STUDIES, Study
 
-#: the order of the report: the article's order — §3.1 the benefits of noise, §3.2 its price,
-#: §4 the minibatch-size dial
+#: the order of the report: the article's order — §2 the sources of randomness, §3.1 the
+#: benefits of noise, §3.2 its price, §4 the minibatch-size dial, §5 debugging
 ORDER = (
-    "efficiency", "escape", "langevin", "flat-minima", "implicit-regularization",
+    "sources", "efficiency", "escape", "langevin", "flat-minima", "implicit-regularization",
     "oscillation", "noise-floor", "schedules", "rates",
-    "batch-variance", "critical-batch", "lr-scaling", "throughput",
+    "batch-variance", "critical-batch", "lr-scaling", "throughput", "debugging",
 )  # fmt: skip
 
 #: the article's sections, for grouping reports: (title, studies)
 SECTIONS = (
+    ("§2 Sources of randomness", ("sources",)),
     ("§3.1 The benefits of noise", ("efficiency", "escape", "langevin", "flat-minima",
                                     "implicit-regularization")),
     ("§3.2 The price of noise", ("oscillation", "noise-floor", "schedules", "rates")),
     ("§4 The minibatch size b", ("batch-variance", "critical-batch", "lr-scaling",
                                  "throughput")),
+    ("§5 Debugging", ("debugging",)),
 )  # fmt: skip
 
 
