@@ -1,0 +1,54 @@
+"""The gradient the optimizer step used, whatever the order of ``zero_grad()`` in the loop.
+
+``grad_norm`` is ‖∇L‖₂ over the model's parameters. Read from ``.grad`` at ``mon.step`` it is
+wrong in a loop that calls ``optimizer.zero_grad()`` right after ``optimizer.step()`` (it
+would read zeros or ``None``). :class:`GradTap` reads it in an optimizer step *pre*-hook, i.e.
+just before the step — after any gradient clipping and after every accumulated micro-batch —
+on the steps the Monitor records (``armed``), and counts the optimizer steps (so that a
+Monitor called several times per optimizer step, as with gradient accumulation, can say so).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def grad_norm(params: Iterable[nn.Parameter]) -> float:
+    """‖(p.grad)_p‖₂ over the parameters that have a gradient (summed in float64);
+    ``nan`` when none has one."""
+    norms = [torch.linalg.vector_norm(p.grad.detach(), dtype=torch.float64)
+             for p in params if p.grad is not None]  # fmt: skip
+    if not norms:
+        return math.nan
+    return float(torch.stack(norms).pow(2).sum().sqrt())
+
+
+class GradTap:
+    """Optimizer step pre-hook: the gradient norm at the last armed ``optimizer.step()``."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, params: list[nn.Parameter]) -> None:
+        self.params = params
+        self.armed = True
+        self.steps = 0  # optimizer steps seen
+        self.value: float | None = None  # gradient norm at the last armed step
+        self._handle: Any = optimizer.register_step_pre_hook(self._hook)
+
+    def _hook(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        self.steps += 1
+        if self.armed:
+            try:
+                self.value = grad_norm(self.params)
+            except Exception:  # inside the user's optimizer.step(): never raise there
+                self.value = None
+
+    def take(self) -> float | None:
+        value, self.value = self.value, None
+        return value
+
+    def remove(self) -> None:
+        self._handle.remove()
