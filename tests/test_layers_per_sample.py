@@ -173,3 +173,36 @@ def test_train_mode_batchnorm_has_no_kernel_and_is_refused() -> None:
     model.train()
     with pytest.raises(ValueError, match="BatchNorm normalizing with batch statistics"):
         per_sample_stats(model, nn.CrossEntropyLoss(), x, y)
+
+
+class PositionalNet(nn.Module):
+    """Token and positional embeddings, ``wpe`` called on ``arange(T)`` (no batch dim, the
+    output broadcast over the batch), a LayerNorm and a head over the positions."""
+
+    def __init__(self, t: int) -> None:
+        super().__init__()
+        self.wte, self.wpe = nn.Embedding(7, 6), nn.Embedding(t, 6)
+        self.ln, self.head = nn.LayerNorm(6), nn.Linear(6, 3)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        pos = torch.arange(idx.shape[1])
+        return self.head(self.ln(self.wte(idx) + self.wpe(pos)).mean(1))
+
+
+@pytest.mark.parametrize("t,sizes", [(5, (9, 5)), (3, (4, 9))], ids=["n-equals-T", "T-equals-m"])
+def test_a_shared_positional_embedding(t: int, sizes: tuple[int, int]) -> None:
+    """``wpe(arange(T))`` is expanded over the batch and takes the embedding kernel, also at a
+    later batch of n = T samples; where the first-use sub-batch has m = T samples the layout
+    cannot be told apart, the check sees the mismatch and sends the table to the fallback."""
+    torch.manual_seed(0)  # test-side initialisation only
+    model = PositionalNet(t).double()
+    loss_fn = nn.CrossEntropyLoss()
+    for n in sizes:
+        x = torch.randint(0, 7, (n, t), generator=gen(14))
+        y = torch.randint(0, 3, (n,), generator=gen(15))
+        st = per_sample_stats(model, loss_fn, x, y, reference="mean")
+        assert st.method["wpe.weight"] == ("embedding" if t == 5 else "vmap")
+        ref = stats_from_grads(per_sample_grads(model, loss_fn, x, y), reference="mean")
+        for field in FIELDS:
+            for k, v in getattr(st, field).items():
+                torch.testing.assert_close(v, getattr(ref, field)[k], rtol=RTOL, atol=ATOL)

@@ -70,10 +70,19 @@ def batch_stats(
     chunk_size: int | None,
     skip: frozenset[str],
     method: str,
+    shared: frozenset[str] = frozenset(),
+    found: set[str] | None = None,
 ) -> PerSampleStats:
     """Per-sample statistics of every trainable parameter from one batch pass (see the module
     docstring); modules named in ``skip`` and, unless ``method`` is ``auto`` or ``fast``, all
-    modules go to the fallback."""
+    modules go to the fallback.
+
+    **Shared positional embeddings.** An ``nn.Embedding`` called on a 1-D index tensor without
+    the batch dim (``wpe(arange(T))``, broadcast over the batch by the caller) has output
+    gradients summed over samples. Its output is expanded to ``[n, T, D]`` inside the forward
+    (the same values; broadcasting downstream is unchanged), so its output gradient is per
+    sample. Modules named in ``shared`` are expanded; with ``found`` (the first-use check),
+    every such call of length ≠ n is expanded and its module's name added to ``found``."""
     n = x[0].shape[0]
     params = trainable(model)
     names = list(params)
@@ -89,15 +98,25 @@ def batch_stats(
                 fast[own[0]] = kind
                 fast_params.add(k)
     calls: dict[nn.Module, list[list]] = {m: [] for m in fast}
+    names_of = {m: name for name, m in model.named_modules() if m in calls}
 
-    def fwd_hook(m: nn.Module, args: tuple, out: Tensor) -> None:
+    def fwd_hook(m: nn.Module, args: tuple, out: Tensor) -> Tensor | None:
         if not torch.is_grad_enabled() or not isinstance(out, Tensor) or not out.requires_grad:
-            return
+            return None
         if not args or not isinstance(args[0], Tensor):  # input passed by keyword: fallback
-            return
-        slot = [args[0].detach(), None]
+            return None
+        a = args[0].detach()
+        expand = fast[m] == "embedding" and a.dim() == 1
+        name = names_of[m]
+        expand = expand and (name in shared or (found is not None and a.shape[0] != n))
+        if expand:  # a shared positional embedding: per-sample rows of its output
+            if found is not None:
+                found.add(name)
+            a, out = a.expand(n, *a.shape), out.expand(n, *out.shape)
+        slot = [a, None]
         calls[m].append(slot)
         out.register_hook(lambda g, s=slot: s.__setitem__(1, g.detach()))
+        return out if expand else None
 
     handles = [m.register_forward_hook(fwd_hook) for m in fast]
     try:

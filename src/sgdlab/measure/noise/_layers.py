@@ -157,37 +157,38 @@ def linear_module(
     O = d.shape[-1]
     u = _probe(O, d.dtype, d.device)
     du = d @ u  # [B] or [B, P]
-    dd = d * d
-    d_sq = dd.sum(-1)
-    d_abs = d_sq.sqrt()
+    dd = d * d if flat else None
+    d_abs = dd.sum(-1).sqrt() if dd is not None else torch.linalg.vector_norm(d, dim=-1)
     lhs, tgt, scl = [], [], []
     w_out = b_out = None
     if w_mean is not None:
         v = _probe(I, a.dtype, a.device)
         av = a @ v
-        aa = a * a
-        a_sq = aa.sum(-1)
         dot = None
         if flat:
+            aa = a * a
+            a_sq = aa.sum(-1)
             lhs.append(du.dot(av))
             scl.append(d_abs.dot(a_sq.sqrt()))
             sq = dd.T @ aa
-            norm = d_sq * a_sq
+            norm = dd.sum(-1) * a_sq
             if w_ref is not None:
                 dot = ((d @ w_ref) * a).sum(1)
         else:
             lhs.append((du * av).sum())
-            scl.append((d_abs * a_sq.sqrt()).sum())
+            scl.append((d_abs * torch.linalg.vector_norm(a, dim=-1)).sum())
             sq = torch.zeros(O, I, dtype=a.dtype, device=a.device)
             norm = torch.empty(B, dtype=a.dtype, device=a.device)
+            dot = None if w_ref is None else torch.empty(B, dtype=a.dtype, device=a.device)
             chunk = max(1, budget // max(1, O * I))
             for s in range(0, B, chunk):
-                G = torch.einsum("bpo,bpi->boi", d[s : s + chunk], a[s : s + chunk])
-                G2 = G * G
-                sq += G2.sum(0)
-                norm[s : s + chunk] = G2.sum((1, 2))
-            if w_ref is not None:
-                dot = ((d @ w_ref) * a).sum((1, 2))
+                G = torch.bmm(d[s : s + chunk].transpose(1, 2), a[s : s + chunk])  # [c, O, I]
+                flat_g = G.view(G.shape[0], -1)
+                if dot is not None:  # G_i·R: O·I per sample, not P·O·I
+                    dot[s : s + chunk] = flat_g @ w_ref.reshape(-1)
+                flat_g.square_()  # in place: G is not needed any more
+                sq += G.sum(0)
+                norm[s : s + chunk] = flat_g.sum(1)
         tgt.append(u.dot(w_mean @ v))
         w_out = (sq, norm, dot)
     if b_mean is not None:
@@ -196,7 +197,7 @@ def linear_module(
         tgt.append(u.dot(b_mean))
         scl.append(d_abs.sum())
         g2 = dd if flat else gb * gb
-        b_out = (g2.sum(0), d_sq if flat else g2.sum(1), None if b_ref is None else gb @ b_ref)
+        b_out = (g2.sum(0), g2.sum(1), None if b_ref is None else gb @ b_ref)
     check = (torch.stack(lhs), torch.stack(tgt), torch.stack(scl))
     return w_out, b_out, check
 

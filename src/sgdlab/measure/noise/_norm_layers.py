@@ -8,7 +8,8 @@ parameter gradients are sums over the sample's positions p:
     g_i(γ) = Σ_p d_ip ⊙ x̂_ip,      g_i(β) = Σ_p d_ip,
 
 formed exactly as ``[n, C]`` tensors (the size of one activation row per sample). x̂ is
-recomputed from the captured input with the layer's own formula:
+recomputed from the captured input by the layer's own functional form without γ and β
+(``F.layer_norm``, ``F.rms_norm``, ``F.group_norm``), i.e.:
 
 * ``nn.LayerNorm`` (Ba et al. 2016): x̂ = (x − μ)/√(σ² + ε), μ and the biased σ² over the
   ``normalized_shape`` (last) dimensions;
@@ -28,6 +29,7 @@ Subclasses are not matched (they may override ``forward``). Each kernel also ret
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sgdlab.measure.noise._layers import Check, _probe
@@ -54,24 +56,16 @@ def norm_kind(module: nn.Module) -> str | None:
 
 
 def normalized(kind: str, module: nn.Module, x: Tensor) -> tuple[Tensor, tuple[int, ...]]:
-    """x̂ and the dimensions to sum over per sample (the positions)."""
+    """x̂ (by the layer's own functional form without the affine map) and the dimensions to
+    sum over per sample (the positions)."""
     if kind in ("layernorm", "rmsnorm"):
-        k = len(module.normalized_shape)
-        dims = tuple(range(x.dim() - k, x.dim()))
-        eps = module.eps
-        if kind == "rmsnorm":
-            eps = torch.finfo(x.dtype).eps if eps is None else eps
-            xh = x * torch.rsqrt(x.pow(2).mean(dims, keepdim=True) + eps)
-        else:
-            var, mean = torch.var_mean(x, dims, unbiased=False, keepdim=True)
-            xh = (x - mean) * torch.rsqrt(var + eps)
-        return xh, tuple(range(1, x.dim() - k))
+        shape = tuple(module.normalized_shape)
+        pos = tuple(range(1, x.dim() - len(shape)))
+        if kind == "layernorm":
+            return F.layer_norm(x, shape, None, None, module.eps), pos
+        return F.rms_norm(x, shape, None, module.eps), pos
     if kind == "groupnorm":
-        B = x.shape[0]
-        g = x.reshape(B, module.num_groups, -1)
-        var, mean = torch.var_mean(g, -1, unbiased=False, keepdim=True)
-        xh = ((g - mean) * torch.rsqrt(var + module.eps)).reshape(x.shape)
-        return xh, tuple(range(2, x.dim()))
+        return F.group_norm(x, module.num_groups, None, None, module.eps), tuple(range(2, x.dim()))
     shape = (1, -1) + (1,) * (x.dim() - 2)
     rm, rv = module.running_mean.view(shape), module.running_var.view(shape)
     return (x - rm) * torch.rsqrt(rv + module.eps), tuple(range(2, x.dim()))

@@ -5,11 +5,13 @@ supported layer's input is the sample**. A sequence-first layer (input ``[T, B, 
 T = B, or samples merged with positions (``[B·T, I]``), would mix positions and samples
 without any shape error. This is a property of the architecture, not of the data, so it is
 checked once per model, loss function, mode and input signature (shapes past dim 0, dtypes,
-devices) on a sub-batch of m = min(3, n − 1) samples, with the RNG state forked and dropout
-off: for every parameter the fast path handles, its per-sample squared norms must equal those
-of the loop reference (:func:`~sgdlab.measure.noise._reference.per_sample_grads`) on the same
-sub-batch; a module that fails, or a supported module that the sub-batch already sent to the
-fallback, is sent to the fallback from then on.
+devices) on a sub-batch of m = min(3, n − 1) samples, with the RNG state forked and dropout off
+(a positional embedding called without the batch dim is recorded as shared here, and expanded
+over the batch from then on, even when its length happens to equal n): for every parameter the
+fast path handles, its per-sample squared norms must equal those of the loop reference
+(:func:`~sgdlab.measure.noise._reference.per_sample_grads`) on the same sub-batch; a module that
+fails, or a supported module that the sub-batch already sent to the fallback, is sent to the
+fallback from then on.
 
 The loss's reduction needs no check: the per-sample gradient is defined under the loss's own
 normalization for the whole batch (class weights, ``ignore_index`` padding first seen after
@@ -43,8 +45,10 @@ MAX_ENTRIES = 8
 
 _CACHE: weakref.WeakKeyDictionary[nn.Module, dict] = weakref.WeakKeyDictionary()
 
-#: measure(inputs, targets) → PerSampleStats of the fast path, without validation
-Measure = Callable[[tuple[Tensor, ...], Tensor | None], object]
+#: measure(inputs, targets, found) → PerSampleStats of the fast path, without validation;
+#: the names of shared positional embeddings it expanded are added to ``found``
+Measure = Callable[[tuple[Tensor, ...], Tensor | None, set[str]], object]
+Layout = tuple[frozenset[str], frozenset[str]]
 
 
 def _signature(x: tuple[Tensor, ...], targets: Tensor | None) -> tuple:
@@ -60,12 +64,13 @@ def modules_to_fall_back(
     x: tuple[Tensor, ...],
     targets: Tensor | None,
     measure: Measure,
-) -> frozenset[str]:
-    """Names of the fast-path modules whose per-sample layout failed the check (usually
-    none)."""
+) -> Layout:
+    """``(fall back, shared)``: the names of the fast-path modules whose per-sample layout
+    failed the check (usually none), and of the positional embeddings called without the
+    batch dim (expanded over the batch from then on)."""
     n = x[0].shape[0]
     if n < 2:
-        return frozenset()  # one sample: the batch gradient is its gradient
+        return frozenset(), frozenset()  # one sample: the batch gradient is its gradient
     ident, ref = _loss_identity(loss_fn)
     key = (ident, _signature(x, targets), model.training)
     entries = _CACHE.setdefault(model, {})
@@ -84,7 +89,7 @@ def modules_to_fall_back(
             RuntimeWarning,
             stacklevel=4,
         )
-        bad = frozenset()
+        bad = frozenset(), frozenset()
     if m >= 2:  # a sub-batch of one cannot expose a layout: check again at a larger batch
         entries[key] = (ref, bad)
         while len(entries) > MAX_ENTRIES:
@@ -115,12 +120,12 @@ def _validate(
     targets: Tensor | None,
     measure: Measure,
     m: int,
-) -> frozenset[str]:
+) -> Layout:
     n = x[0].shape[0]
     params = trainable(model)
     names, tensors = list(params), list(params.values())
     if not tensors:
-        return frozenset()
+        return frozenset(), frozenset()
     sub = tuple(rows(t, n, 0, m) for t in x)
     y = rows(targets, n, 0, m)
     modes = {mod: mod.training for mod in model.modules()}
@@ -138,7 +143,8 @@ def _validate(
                     mod.eval()
             batch = grads(sub, y)
             again = grads(sub, y)  # differs if the model draws random numbers of its own
-            stats = measure(sub, y)
+            found: set[str] = set()
+            stats = measure(sub, y, found)
             rtol = _tolerance(tensors, x)
             pairs = zip(batch, again, strict=True)
             stochastic = not all(_close(a, b, a.abs(), rtol) for a, b in pairs)
@@ -164,7 +170,7 @@ def _validate(
             got = stats.norm_sq[k]  # type: ignore[attr-defined]
             if got.shape != want.shape or not _close(got, want, want, rtol):
                 bad.add(holder)
-    return frozenset(bad)
+    return frozenset(bad), frozenset(found - bad)
 
 
 def _tolerance(tensors: list[Tensor], x: tuple[Tensor, ...]) -> float:

@@ -25,15 +25,17 @@ Fast path (BackPACK-style, Dangel et al. 2020, "BackPACK: Packing more into back
     Σ_i g_i² = (δ²)ᵀ (a²),    |g_i|² = |δ_i|² |a_i|²,    g_i·R = δ_iᵀ R a_i,
 
 computed from the layer inputs a (forward hook) and output gradients δ (tensor hook) captured
-during the one backward pass; no per-sample gradient is formed. Inputs with positions
-(``[B, *, in]``, HF ``Conv1D``, unfolded ``nn.Conv1d/2d`` inputs) sum outer products over
-positions; their per-sample weight gradients are formed in bounded chunks. ``nn.Embedding``
-scatters the per-sample rows; ``nn.LayerNorm``, ``nn.RMSNorm``, ``nn.GroupNorm`` and eval-mode
-``nn.BatchNorm`` form Σ_p δ ⊙ x̂ per sample (:mod:`sgdlab.measure.noise._norm_layers`). Every
-other parameter (attention's packed projections, custom modules, tied weights, a weight used
-outside its module's forward, grouped convolutions…) gets g_i from the output cotangents by
-``torch.func.vmap``, and recurrent layers (``nn.RNN/LSTM/GRU``, packed sequences) by a
-per-sample loop (:mod:`sgdlab.measure.noise._fallback`), so one call handles mixed models.
+during the one backward pass; no per-sample gradient is formed. Inputs with positions (``[B, *,
+in]``, HF ``Conv1D``, unfolded ``nn.Conv1d/2d`` inputs) sum outer products over positions; their
+per-sample weight gradients are formed in bounded chunks. ``nn.Embedding`` scatters the
+per-sample rows (a positional table called on ``arange(T)`` without the batch dim too: its output is
+expanded over the batch inside the pass); ``nn.LayerNorm``, ``nn.RMSNorm``, ``nn.GroupNorm`` and
+eval-mode ``nn.BatchNorm`` form Σ_p δ ⊙ x̂ per sample
+(:mod:`sgdlab.measure.noise._norm_layers`). Every other parameter (attention's packed
+projections, custom modules, tied weights, a weight used outside its module's forward, grouped
+convolutions…) gets g_i from the output cotangents by ``torch.func.vmap``, and recurrent layers
+(``nn.RNN/LSTM/GRU``, packed sequences) by a per-sample loop
+(:mod:`sgdlab.measure.noise._fallback`), so one call handles mixed models.
 
 ``method``: ``"auto"`` (the above), ``"fast"`` (exact kernels only: a ``ValueError`` names the
 modules without one), ``"vmap"`` (every parameter by vmap; a clear ``ValueError`` where
@@ -137,18 +139,19 @@ def per_sample_stats(
     check_no_train_batchnorm(model)
     x = as_tuple(inputs)
     skip: frozenset[str] = frozenset()
+    shared: frozenset[str] = frozenset()
     if method in ("auto", "fast"):
 
-        def measure(xs: tuple[Tensor, ...], ys: Tensor | None) -> PerSampleStats:
+        def measure(xs: tuple[Tensor, ...], ys: Tensor | None, found: set[str]):
             return batch_stats(
                 model, loss_fn, xs, ys, reference=None, backward=False,
-                chunk_size=chunk_size, skip=frozenset(), method="auto",
+                chunk_size=chunk_size, skip=frozenset(), method="auto", found=found,
             )  # fmt: skip
 
-        skip = modules_to_fall_back(model, loss_fn, x, targets, measure)
+        skip, shared = modules_to_fall_back(model, loss_fn, x, targets, measure)
     return batch_stats(
         model, loss_fn, x, targets, reference=reference, backward=backward,
-        chunk_size=chunk_size, skip=skip, method=method,
+        chunk_size=chunk_size, skip=skip, method=method, shared=shared,
     )  # fmt: skip
 
 
