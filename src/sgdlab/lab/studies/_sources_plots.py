@@ -1,4 +1,4 @@
-"""The ``sources`` study's figure: tr Σ by source (bootstrap intervals) with the total and
+"""The ``sources`` study's figure: tr Σ by source (t-intervals over independent groups) with the total and
 the marginal contributions, and the spread of the final iterates and test loss by source."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def sources_figure(path, traces: dict, marginal: dict, training: dict) -> str:
     _bars(axes[0], [*names, "all"], [traces[n] for n in names] + [traces["all"]])
     total = sum(traces[n][0] for n in names if n != "nearest")
     axes[0].axhline(total, color="tab:red", ls="--", lw=1, label="sum of the sources alone")
-    axes[0].set(ylabel="tr Σ of the gradient at w (95% bootstrap)", yscale="symlog",
+    axes[0].set(ylabel="tr Σ of the gradient at w (95% CI, groups of draws)", yscale="symlog",
                 title="variance by source")  # fmt: skip
     axes[0].legend(fontsize=7)
     keys = [k for k in marginal]
@@ -40,6 +40,6 @@ def sources_figure(path, traces: dict, marginal: dict, training: dict) -> str:
     axes[1].legend(fontsize=7)
     keys = list(training)
     _bars(axes[2], keys, [training[k][0] for k in keys], "tab:green")
-    axes[2].set(ylabel="tr Cov(w_T) over chains (95% bootstrap)", yscale="symlog",
+    axes[2].set(ylabel="tr Cov(w_T) over chains (95% CI, groups of chains)", yscale="symlog",
                 title="spread of the final iterates")  # fmt: skip
     return save(fig, path)
