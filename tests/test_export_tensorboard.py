@@ -7,7 +7,6 @@ stored float64 rounded to float32 — exactly.
 
 from __future__ import annotations
 
-import inspect
 import math
 
 import numpy as np
@@ -17,7 +16,7 @@ from torch import nn
 from typer.testing import CliRunner
 
 import _report_fixtures as fx
-from _optional import need
+from _optional import need, needs_monitor_interface
 from sgdlab.cli import app
 from sgdlab.monitor import Monitor
 from sgdlab.store import Store
@@ -141,8 +140,7 @@ def test_sink_writes_what_it_is_given(tmp_path):
     assert scalars["sgdlab/lr/group1"][1][0] == np.float32(0.1)
 
 
-@pytest.mark.skipif("sinks" not in inspect.signature(Monitor).parameters,
-                    reason="Monitor(sinks=...) (issue 14, the Monitor's part) has not landed yet")
+@needs_monitor_interface
 def test_live_sink_on_a_monitor_matches_its_metrics(tmp_path):
     """``Monitor(sinks=[TensorBoardSink(...)])``: every finite recorded value reaches the
     event file at its step, while the run trains (read back before the Monitor closes)."""

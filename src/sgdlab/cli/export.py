@@ -17,21 +17,30 @@ def export_cmd(
     run_id: Annotated[str, typer.Argument(help="run id (a unique prefix is enough)")],
     tensorboard: Annotated[
         Path,
-        typer.Option("--tensorboard", help="folder for the TensorBoard event files (the run "
-                     "goes in DIR/RUN_ID; view with `tensorboard --logdir DIR`)"),
+        typer.Option(
+            "--tensorboard",
+            help="folder for the TensorBoard event files (the run "
+            "goes in DIR/RUN_ID; view with `tensorboard --logdir DIR`)",
+        ),
     ],
     store: StoreOpt = None,
     all_chains: Annotated[
-        bool, typer.Option("--all-chains", help="a run of several chains: one TensorBoard run "
-                           "per chain instead of the median and the 10–90% band")
+        bool,
+        typer.Option(
+            "--all-chains",
+            help="a run of several chains: one TensorBoard run "
+            "per chain instead of the median and the 10–90% band",
+        ),
     ] = False,
 ) -> None:
     """Export a run's metrics as TensorBoard scalars (any run; a live one too)."""
+    from sgdlab.integrations import require
     from sgdlab.integrations.tensorboard import export_run
     from sgdlab.store import Store
 
     path = store_path(store)
     Store(path, read_only=True).run(run_id)  # an unknown run fails before a folder is made
+    require("torch.utils.tensorboard", "TensorBoard export")  # so does a missing tensorboard
     writable_dir(tensorboard, "--tensorboard")
     summary = export_run(path, run_id, tensorboard, all_chains=all_chains)
     runs = ", ".join(r or "(one chain)" for r in summary.runs)
