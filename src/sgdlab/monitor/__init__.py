@@ -24,14 +24,15 @@ What it records (step t counts calls to :meth:`Monitor.step`):
   :meth:`Monitor.advice` uses), ``mean_gsnr`` and ``temperature``
   T = η/(1−m)·(tr Σ/d)/(2b) (convention of :mod:`sgdlab.measure.noise.thermal`, b the
   effective batch: ``accumulation_steps`` × the batch × the DDP world size), and
-  ``noise_scale_lower``, a 95% lower bound on the noise scale (:mod:`sgdlab.monitor.scale`).
+  ``noise_scale_lower``, a 95% lower bound on the noise scale (:mod:`sgdlab.monitor.noise`).
   ``noise_scale`` is NaN while the smoothed |G|² estimate is ≤ 0: the gradient signal is
   below the noise at this batch — the noise scale exceeds what the batch resolves — and the
   reason is recorded with the run; ``noise_scale_lower`` then says how large it is at least.
 
 It measures the function being trained (``noise_mode="auto"``): a model with BatchNorm in
 train mode, where per-sample gradients are not defined, is measured by the two-batch
-estimator over micro-batches in train mode (:mod:`sgdlab.monitor.microbatch`, one warning);
+estimator over micro-batches in train mode (:func:`sgdlab.measure.noise.gradient_noise`, one
+warning);
 dropout is off (sampling noise only; ``noise_mode="train"`` includes it). The measurement
 runs on the module under DDP / ``torch.compile`` wrappers (the user's parameter names, no
 collective) and outside ``autocast`` (in the parameters' dtype). Dict batches

@@ -131,10 +131,11 @@ class Monitor:
         self.ddp = data_parallel(model)
         self.guard = Guard()
         self.sinks = SinkSet(sinks or ())
+        dim = sum(p.numel() for p in self.module.parameters() if p.requires_grad)
         self._probe = NoiseProbe(
-            self.module, loss_fn, optimizer, mode=noise_mode, population=population,
-            method=method, chunk_size=chunk_size, beta=ema_beta, guard=self.guard,
-            ddp=self.ddp, hook=None, all_ranks=all_ranks,
+            loss_fn, optimizer, mode=noise_mode, population=population, method=method,
+            chunk_size=chunk_size, beta=ema_beta, guard=self.guard, dim=dim, ddp=self.ddp,
+            all_ranks=all_ranks,
         )  # fmt: skip
         self.run_id = uuid.uuid4().hex[:12]
         self.t = 0
@@ -153,11 +154,11 @@ class Monitor:
     @property
     def noise_scale(self) -> NoiseScaleEstimator:
         """The smoothed two-batch estimator (``noise_scale.b_simple`` is the recorded value)."""
-        return self._probe.tracker.estimator
+        return self._probe.estimator
 
     @property
     def last_noise(self) -> Any:
-        """The last noise measurement (a ``NoiseStats``, or ``MicroBatchNoise`` for BatchNorm)."""
+        """The last noise measurement (:class:`~sgdlab.measure.noise.NoiseStats`)."""
         return self._probe.last
 
     @property
