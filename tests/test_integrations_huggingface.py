@@ -87,8 +87,9 @@ def _reference(tf):
 
         def on_optimizer_step(self, args, state, control, model=None, **kw):
             b = seen["batch"]
-            stats = gradient_noise(LogitsOf(model, ("input_ids",)), causal_lm_loss,
-                                   b["input_ids"], b["labels"], mode="eval")  # fmt: skip
+            with torch.random.fork_rng():  # as the Monitor: the training's RNG untouched
+                stats = gradient_noise(LogitsOf(model, ("input_ids",)), causal_lm_loss,
+                                       b["input_ids"], b["labels"])  # the Monitor's default
             out["trace"].append(stats.trace_cov)
 
     return Ref(), out
