@@ -22,8 +22,8 @@ def debugging_figure(path, runs, failed, probes) -> str:
     x = np.arange(len(keys))
     p = np.array([r[0] for r in rates])
     axes[0].bar(x, p, color=["tab:red"] + ["tab:blue"] * (len(keys) - 1))
-    axes[0].errorbar(x, p, yerr=[p - [r[1] for r in rates], [r[2] for r in rates] - p],
-                     fmt="none", ecolor="k", capsize=3)  # fmt: skip
+    err = [np.maximum(p - [r[1] for r in rates], 0), np.maximum([r[2] for r in rates] - p, 0)]
+    axes[0].errorbar(x, p, yerr=err, fmt="none", ecolor="k", capsize=3)  # rounding at p = 1
     axes[0].set_xticks(x, [LABELS[k] for k in keys], rotation=30, fontsize=8)
     axes[0].set(ylabel="failure rate (95% Wilson)", ylim=(0, 1.05),
                 title="divergence rate by remedy")  # fmt: skip
@@ -37,8 +37,8 @@ def debugging_figure(path, runs, failed, probes) -> str:
     axes[1].legend(fontsize=7)
     stats = [mean_ci(fr) for _, fr in probes]
     m = np.array([s[0] for s in stats])
-    axes[2].errorbar([f"η={lr:.3g}" for lr, _ in probes], m,
-                     yerr=[m - [s[1] for s in stats], [s[2] for s in stats] - m], fmt="o",
+    err = [np.maximum(m - [s[1] for s in stats], 0), np.maximum([s[2] for s in stats] - m, 0)]
+    axes[2].errorbar([f"η={lr:.3g}" for lr, _ in probes], m, yerr=np.nan_to_num(err), fmt="o",
                      capsize=3)  # fmt: skip
     axes[2].set(ylabel="fraction of steps raising F (before divergence)",
                 title="the loss curve's oscillation")  # fmt: skip

@@ -77,7 +77,7 @@ BOOT = f"t-interval over independent groups of {GROUP} draws (95%)"
 
 def _settings(quick: bool) -> dict:
     if quick:
-        return {"chains": 16, "steps": 100, "draws": 96, "lr": 0.1}
+        return {"chains": 16, "steps": 100, "draws": 64, "lr": 0.1}
     return {"chains": 64, "steps": 400, "draws": 384, "lr": 0.1}
 
 
