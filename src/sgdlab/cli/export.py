@@ -43,7 +43,7 @@ def export_cmd(
     require("torch.utils.tensorboard", "TensorBoard export")  # so does a missing tensorboard
     writable_dir(tensorboard, "--tensorboard")
     summary = export_run(path, run_id, tensorboard, all_chains=all_chains)
-    runs = ", ".join(r or "(one chain)" for r in summary.runs)
+    runs = ", ".join(r or "one chain" for r in summary.runs)
     console.print(f"run {summary.run_id}: {len(summary.tags)} metrics, {summary.points} points "
                   f"({runs})", highlight=False)  # fmt: skip
     console.print(f"event files: {summary.path.resolve()}", highlight=False)
