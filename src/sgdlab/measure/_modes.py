@@ -1,4 +1,5 @@
-"""Which function the instruments measure: module modes (private to :mod:`sgdlab.measure`).
+"""Which function the instruments measure, and how attention runs (private to
+:mod:`sgdlab.measure`).
 
 ``"auto"`` is the function being trained without its dropout noise: every module keeps its
 own mode (a train-mode BatchNorm normalizes with batch statistics, as in the training step),
@@ -10,7 +11,16 @@ set that rate to 0, or use ``"eval"``, for a deterministic measurement.
 
 from __future__ import annotations
 
+import contextlib
+
+import torch
 from torch import nn
+
+try:  # torch ≥ 2.3
+    from torch.nn.attention import SDPBackend as _SDPBackend
+    from torch.nn.attention import sdpa_kernel as _sdpa_kernel
+except ImportError:  # pragma: no cover - torch 2.2
+    _SDPBackend = _sdpa_kernel = None  # type: ignore[assignment, misc]
 
 MODES = ("auto", "eval", "train", None)
 DROPOUT_ONLY = (nn.modules.dropout._DropoutNd, nn.MultiheadAttention)
@@ -26,3 +36,15 @@ def apply_mode(model: nn.Module, mode: str | None) -> None:
                 m.eval()
     elif mode is not None:
         model.train(mode == "train")
+
+
+def math_attention() -> contextlib.AbstractContextManager:
+    """Force the math backend of ``F.scaled_dot_product_attention`` inside the block; the
+    previous choice is restored on exit. It is the only backend with a double backward (the
+    curvature instruments need it) and with ``torch.func`` batching rules (the CPU flash kernel
+    has none: vmap over it falls back to a slow per-sample loop, ~10× slower on a tiny GPT)."""
+    if _sdpa_kernel is not None:  # torch ≥ 2.3
+        return _sdpa_kernel(_SDPBackend.MATH)
+    return torch.backends.cuda.sdp_kernel(  # torch 2.2: the flags also govern the CPU kernels
+        enable_flash=False, enable_math=True, enable_mem_efficient=False
+    )

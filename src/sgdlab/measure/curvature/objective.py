@@ -40,7 +40,6 @@ e.g. a built-in problem's objective (``FunctionObjective.from_batched(problem.ob
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
@@ -48,27 +47,23 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from sgdlab.measure._modes import apply_mode
+from sgdlab.measure._modes import apply_mode, math_attention
 
-try:  # torch ≥ 2.3
-    from torch.nn.attention import SDPBackend as _SDPBackend
-    from torch.nn.attention import sdpa_kernel as _sdpa_kernel
-except ImportError:  # pragma: no cover - torch 2.2
-    _SDPBackend = _sdpa_kernel = None  # type: ignore[assignment, misc]
+__all__ = [
+    "FunctionObjective",
+    "HvpMethod",
+    "LossFn",
+    "Mode",
+    "ModelObjective",
+    "Objective",
+    "as_objective",
+    "math_attention",
+    "model_mode",
+]
 
 Mode = Literal["auto", "eval", "train"] | None
 HvpMethod = Literal["double_backward", "forward_over_reverse"]
 LossFn = Callable[[Tensor, Tensor], Tensor]
-
-
-def math_attention() -> contextlib.AbstractContextManager:
-    """Force the math backend of ``F.scaled_dot_product_attention`` inside the block (the
-    only one with a double backward); the previous choice is restored on exit."""
-    if _sdpa_kernel is not None:  # torch ≥ 2.3
-        return _sdpa_kernel(_SDPBackend.MATH)
-    return torch.backends.cuda.sdp_kernel(  # torch 2.2: the flags also govern the CPU kernels
-        enable_flash=False, enable_math=True, enable_mem_efficient=False
-    )
 
 
 @contextmanager

@@ -20,7 +20,8 @@ g_i = n·(T_i/T_batch)·∇ℓ̄_i, ℓ̄_i the mean over sample i's T_i real to
 Two ways to form the g_i of given parameters, both from the cotangents n δ_i of the one batch
 pass (so no loss is re-evaluated per sample):
 
-* ``vmap``: ``torch.func.vmap`` over samples of ∇_w ⟨n δ_i, f_w(x_i)⟩, in chunks;
+* ``vmap``: ``torch.func.vmap`` over samples of ∇_w ⟨n δ_i, f_w(x_i)⟩, in chunks, with the
+  math attention backend (the only one with batching rules);
 * ``loop``: one vector-Jacobian product per sample through the module itself — the route for
   recurrent layers, whose kernels ``torch.func`` cannot batch (GRU in any dtype, LSTM in
   float64, packed sequences: "output with shape … doesn't match the broadcast shape"), and
@@ -39,6 +40,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
+from sgdlab.measure._modes import math_attention
 from sgdlab.measure.noise import _layers as L
 from sgdlab.measure.noise._common import (
     LossFn,
@@ -119,7 +121,7 @@ def _vmap_grads(
         return sum((leaves[j] * c.unsqueeze(0)).sum() for j, c in zip(idx, ci, strict=True))
 
     fn = vmap(grad(vjp_one), in_dims=(None, in_x, [0] * len(idx)), randomness="different")
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), math_attention():
         warnings.filterwarnings("ignore", message=_NO_BATCHING_RULE)
         try:
             return fn(free, x, [cots[j] for j in idx])

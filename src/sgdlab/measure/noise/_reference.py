@@ -34,7 +34,7 @@ from sgdlab.measure.noise._common import (
     rows,
     trainable,
 )
-from sgdlab.measure.noise._fallback import chunks, cotangents, direct_grads
+from sgdlab.measure.noise._fallback import VmapFailed, chunks, cotangents, direct_grads
 
 
 def per_sample_grads(
@@ -71,7 +71,13 @@ def per_sample_grads(
             lg[j] = g
         cots = cotangents(out, lg, n)
         direct = direct_grads(loss_fn, out, targets, params)
-        parts = list(chunks(model, x, cots, names, "vmap", chunk_size or n))
+        try:
+            parts = list(chunks(model, x, cots, names, "vmap", chunk_size or n))
+        except VmapFailed as exc:
+            raise ValueError(
+                f"method='vmap': torch.func cannot differentiate this model per sample ({exc}); "
+                "use method='loop'"
+            ) from None
         grads = {k: torch.cat([p[k] for p in parts]) for k in names}
         return {k: g + direct[k] if k in direct else g for k, g in grads.items()}
     fixed = [t.detach() if isinstance(t, Tensor) else t for t in output_leaves(out)]
