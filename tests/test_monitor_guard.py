@@ -5,6 +5,7 @@ comes with its reason and a lower bound."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 
@@ -179,3 +180,39 @@ def test_bad_arguments_are_one_line_errors(kwargs, match):
     model, opt = make()
     with pytest.raises(ValueError, match=match):
         sgdlab.Monitor(model, nn.MSELoss(), opt, **kwargs)
+
+
+def test_default_noise_cadence_keeps_to_its_time_budget():
+    """``noise_every="auto"``: step 0, then ≥ 100 steps apart and only once the loop has run
+    for the last measurement's cost / NOISE_BUDGET — an expensive measurement is spaced
+    further. Each loss call of the Monitor's pass sleeps 5 ms, so a measurement costs ≥ 5 ms
+    and the next waits ≥ 5 ms / 0.03 = 0.17 s of loop; the first (with the first-use check's
+    extra calls) costs several calls, and 100 steps of ≥ 5 ms are too few to pay for it."""
+    import time
+
+    from sgdlab.monitor.core import AUTO_NOISE_EVERY, NOISE_BUDGET
+
+    def slow_loss(out, y):
+        time.sleep(0.005)
+        return nn.functional.mse_loss(out, y)
+
+    model, opt = make()
+    x, y = data()
+    with sgdlab.Monitor(model, slow_loss, opt, every=50) as mon:
+        start = time.perf_counter()
+        for t in range(500):
+            xb, yb = x[(16 * t) % 496 :][:16], y[(16 * t) % 496 :][:16]
+            loss = nn.functional.mse_loss(model(xb), yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            time.sleep(0.005)
+            mon.step(xb, yb, loss)
+        elapsed = time.perf_counter() - start
+    steps = mon.metrics["trace_cov"][0].tolist()
+    assert steps[0] == 0 and len(steps) >= 2
+    gaps = [b - a for a, b in itertools.pairwise(steps)]
+    assert min(gaps) >= AUTO_NOISE_EVERY and max(gaps) > AUTO_NOISE_EVERY
+    assert len(steps) - 1 <= NOISE_BUDGET * elapsed / 0.005
+    with pytest.raises(ValueError, match="noise_every must be 'auto' or an integer"):
+        sgdlab.Monitor(model, nn.MSELoss(), opt, noise_every="often")

@@ -6,7 +6,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -39,12 +39,21 @@ NO_STEP_NOTE = (
 )
 
 
-def _check(every: int, noise_every: int, flush_every: float, noise_mode: str, method: str,
+#: the default noise cadence: at most every AUTO_NOISE_EVERY steps, and rarer when the
+#: measurements would otherwise take more than NOISE_BUDGET of the training loop's time
+AUTO_NOISE_EVERY = 100
+NOISE_BUDGET = 0.03
+
+
+def _check(every: int, noise_every: int | str, flush_every: float, noise_mode: str, method: str,
            accumulation_steps: int, chunk_size: int | None) -> None:  # fmt: skip
     if every < 1:
         raise ValueError(f"every must be ≥ 1, got {every}")
-    if noise_every < 0:
-        raise ValueError(f"noise_every must be ≥ 0 (0 = off), got {noise_every}")
+    if noise_every != "auto" and (
+        isinstance(noise_every, bool) or not isinstance(noise_every, int) or noise_every < 0
+    ):
+        raise ValueError(f"noise_every must be 'auto' or an integer ≥ 0 (0 = off), got "
+                         f"{noise_every!r}")  # fmt: skip
     if not (isinstance(flush_every, int | float) and flush_every > 0):
         raise ValueError(f"flush_every must be seconds > 0, got {flush_every!r}")
     if noise_mode not in ("auto", "eval", "train"):
@@ -74,8 +83,12 @@ class Monitor:
         store: a DuckDB path or :class:`~sgdlab.store.Store` (written by rank 0 only);
             ``None`` keeps the metrics in memory only (``Monitor.metrics``).
         every: cadence of the free metrics (loss, gradient norm, learning rate).
-        noise_every: cadence of the noise statistics (one extra forward/backward each);
-            ``0`` turns them off.
+        noise_every: cadence of the noise statistics (one extra forward/backward each):
+            ``"auto"`` (default) measures at step 0, then after at least
+            :data:`AUTO_NOISE_EVERY` steps *and* once the loop has run for the last
+            measurement's cost / :data:`NOISE_BUDGET` seconds (so that the measurements take
+            ≤ 3% of the training time even on models whose per-sample pass is expensive);
+            an integer k measures every k steps exactly; ``0`` turns them off.
         noise_mode: ``"auto"`` (default: the function being trained — BatchNorm as in
             training, dropout off: sampling noise only), ``"eval"`` (every layer in eval mode)
             or ``"train"`` (dropout noise included).
@@ -105,7 +118,7 @@ class Monitor:
         optimizer: torch.optim.Optimizer | None = None,
         store: str | Path | Store | None = None,
         every: int = 10,
-        noise_every: int = 100,
+        noise_every: int | Literal["auto"] = "auto",
         noise_mode: NoiseMode = "auto",
         population: int | None = None,
         ema_beta: float = 0.9,
@@ -125,6 +138,8 @@ class Monitor:
         self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
         self.module = unwrap(model)
         self.every, self.noise_every = every, noise_every
+        self._noise_due = noise_every != 0  # whether the next mon.step measures the noise
+        self._noise_last: tuple[int, float, float] | None = None  # (step, end time, cost s)
         self.noise_mode, self.population, self.method = noise_mode, population, method
         self.accumulation_steps, self.chunk_size = accumulation_steps, chunk_size
         self.name, self.flush_every, self.all_ranks = name, float(flush_every), all_ranks
@@ -214,7 +229,7 @@ class Monitor:
         if self.optimizer is not None:
             params = [p for p in self.module.parameters() if p.requires_grad]
             self._tap = self.guard.run("grad_tap", 0, GradTap, self.optimizer, params)
-        if self.ddp is not None and self.noise_every:
+        if self.ddp is not None and self.noise_every != 0:
             self._hook = self.guard.run("ddp_hook", 0, LocalNormHook, self.ddp.ddp)
             self._probe.hook = self._hook
         self._arm(0)
@@ -274,7 +289,7 @@ class Monitor:
         if self._tap is not None:
             self._tap.armed = t % self.every == 0
         if self._hook is not None:
-            self._hook.armed = bool(self.noise_every) and t % self.noise_every == 0
+            self._hook.armed = self._noise_due
 
     def step(
         self,
@@ -298,14 +313,30 @@ class Monitor:
         self._row = {}
         if t % self.every == 0:
             self.guard.run("metrics", t, self._record_free, inputs, loss, batch_size)
-        if self.noise_every and t % self.noise_every == 0 and "noise" not in self.guard.off:
+        if self._noise_due and "noise" not in self.guard.off:
+            start = time.perf_counter()
             self.guard.run("noise", t, self._record_noise, inputs, targets, batch_size)
+            end = time.perf_counter()
+            self._noise_last = (t, end, end - start)
         self.t += 1
+        self._noise_due = self._schedule(self.t)
         self._arm(self.t)
         if self._row:
             self.sinks.emit(t, self._row)
         if self._writer is not None and time.monotonic() - self._last_flush >= self.flush_every:
             self.guard.run("store", t, self.flush)
+
+    def _schedule(self, t: int) -> bool:
+        """Whether step t measures the noise (decided before its backward: the DDP hook is
+        armed by it)."""
+        every = self.noise_every
+        if every != "auto":
+            return bool(every) and t % every == 0
+        if self._noise_last is None:
+            return t == 0
+        last, end, cost = self._noise_last
+        loop_time = time.perf_counter() - end
+        return t - last >= AUTO_NOISE_EVERY and loop_time * NOISE_BUDGET >= cost
 
     def _effective_batch(self, inputs: Any, batch_size: int | None) -> int:
         if batch_size is not None:
