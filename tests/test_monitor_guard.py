@@ -190,7 +190,7 @@ def test_default_noise_cadence_keeps_to_its_time_budget():
     extra calls) costs several calls, and 100 steps of ≥ 5 ms are too few to pay for it."""
     import time
 
-    from sgdlab.monitor.core import AUTO_NOISE_EVERY, NOISE_BUDGET
+    from sgdlab.monitor.options import AUTO_NOISE_EVERY, NOISE_BUDGET
 
     def slow_loss(out, y):
         time.sleep(0.005)

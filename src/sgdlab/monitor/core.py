@@ -16,57 +16,13 @@ from sgdlab.distributed import LocalNormHook, data_parallel, unwrap
 from sgdlab.engine.recorder import Recorder
 from sgdlab.measure.noise import NoiseScaleEstimator
 from sgdlab.monitor.batches import as_batch, batch_size_of
-from sgdlab.monitor.gradients import GradTap, grad_norm
+from sgdlab.monitor.gradients import NO_GRAD_NOTE, NO_STEP_NOTE, GradTap, grad_norm
 from sgdlab.monitor.guard import Event, Guard, warn
 from sgdlab.monitor.noise import NoiseMode, NoiseProbe
+from sgdlab.monitor.options import AUTO_NOISE_EVERY, NOISE_BUDGET, check_options
 from sgdlab.monitor.sinks import Sink, SinkSet
 from sgdlab.monitor.writer import RunWriter
 from sgdlab.store import Store
-
-METHODS = ("auto", "fast", "vmap", "loop")
-
-NO_GRAD_NOTE = (
-    "grad_norm: the parameters have no gradient (or only zeros) at mon.step — the loop calls "
-    "optimizer.zero_grad() before mon.step; pass the optimizer to the Monitor (it then reads "
-    "the gradient just before optimizer.step()) or call mon.step before zero_grad(). The "
-    "recorded grad_norm is what .grad holds"
-)
-NO_STEP_NOTE = (
-    "mon.step was called without an optimizer.step() since the previous call (gradient "
-    "accumulation?): call it once per optimizer step and declare the effective batch with "
-    "Monitor(accumulation_steps=k) or mon.step(..., batch_size=B); grad_norm is then the "
-    "partially accumulated .grad"
-)
-
-
-#: the default noise cadence: at most every AUTO_NOISE_EVERY steps, and rarer when the
-#: measurements would otherwise take more than NOISE_BUDGET of the training loop's time
-AUTO_NOISE_EVERY = 100
-NOISE_BUDGET = 0.03
-
-
-def _check(every: int, noise_every: int | str, flush_every: float, noise_mode: str, method: str,
-           accumulation_steps: int, chunk_size: int | None) -> None:  # fmt: skip
-    if every < 1:
-        raise ValueError(f"every must be ≥ 1, got {every}")
-    if noise_every != "auto" and (
-        isinstance(noise_every, bool) or not isinstance(noise_every, int) or noise_every < 0
-    ):
-        raise ValueError(f"noise_every must be 'auto' or an integer ≥ 0 (0 = off), got "
-                         f"{noise_every!r}")  # fmt: skip
-    if not (isinstance(flush_every, int | float) and flush_every > 0):
-        raise ValueError(f"flush_every must be seconds > 0, got {flush_every!r}")
-    if noise_mode not in ("auto", "eval", "train"):
-        raise ValueError(f"noise_mode must be 'auto', 'eval' or 'train', got {noise_mode!r}")
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    if isinstance(accumulation_steps, bool) or not (
-        isinstance(accumulation_steps, int) and accumulation_steps >= 1
-    ):
-        raise ValueError(f"accumulation_steps must be an integer ≥ 1, got {accumulation_steps!r}")
-    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(
-            chunk_size, int) or chunk_size < 1):  # fmt: skip
-        raise ValueError(f"chunk_size must be an integer ≥ 1 or None, got {chunk_size!r}")
 
 
 class Monitor:
@@ -131,7 +87,7 @@ class Monitor:
         sinks: Sequence[Sink] | None = None,
         all_ranks: bool = False,
     ) -> None:
-        _check(every, noise_every, flush_every, noise_mode, method, accumulation_steps,
+        check_options(every, noise_every, flush_every, noise_mode, method, accumulation_steps,
                chunk_size)  # fmt: skip
         if not 0.0 <= ema_beta < 1.0:
             raise ValueError(f"ema_beta must be in [0, 1), got {ema_beta}")

@@ -17,6 +17,19 @@ from typing import Any
 import torch
 from torch import nn
 
+NO_GRAD_NOTE = (
+    "grad_norm: the parameters have no gradient (or only zeros) at mon.step — the loop calls "
+    "optimizer.zero_grad() before mon.step; pass the optimizer to the Monitor (it then reads "
+    "the gradient just before optimizer.step()) or call mon.step before zero_grad(). The "
+    "recorded grad_norm is what .grad holds"
+)
+NO_STEP_NOTE = (
+    "mon.step was called without an optimizer.step() since the previous call (gradient "
+    "accumulation?): call it once per optimizer step and declare the effective batch with "
+    "Monitor(accumulation_steps=k) or mon.step(..., batch_size=B); grad_norm is then the "
+    "partially accumulated .grad"
+)
+
 
 def grad_norm(params: Iterable[nn.Parameter]) -> float:
     """‖(p.grad)_p‖₂ over the parameters that have a gradient (summed in float64);
