@@ -20,7 +20,7 @@ TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n" * 6
 CONTEXT, MAX_NORM = 16, 0.5
 
 
-pytestmark = needs_monitor_interface
+pytestmark = [needs_monitor_interface, pytest.mark.xdist_group("huggingface")]
 
 
 @pytest.fixture(scope="module")

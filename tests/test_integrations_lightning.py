@@ -20,7 +20,7 @@ from sgdlab.store import Store
 CONFIG = {"inputs": 6, "hidden": 16, "classes": 3, "n": 96, "batch": 8, "lr": 0.2, "seed": 3}
 
 
-pytestmark = needs_monitor_interface
+pytestmark = [needs_monitor_interface, pytest.mark.xdist_group("lightning")]
 
 
 @pytest.fixture(scope="module")
