@@ -28,8 +28,8 @@ sources alone and with the marginal contributions tr Σ_all − tr Σ_all−s (r
 interact — dropout's variance depends on the batch, the label noise's on the prediction).
 
 **Along training**: K chains per configuration from one start (except ``init``); the
-spread of the final iterates tr Cov(w_T) over chains (bootstrap) and the final train and
-test losses per source (mean over chains, t-interval) — reported.
+dispersion of the final iterates tr Cov(w_T) over chains (t over groups of 4 chains) and the
+final train and test losses per source (mean over chains, t-interval) — reported.
 """
 
 from __future__ import annotations
@@ -201,7 +201,7 @@ class Sources(Study):
                 train = problem.evaluate(W, "train")["loss"].numpy()
             table[key] = (spread, mean_ci(train), mean_ci(test))
             out.append(self.finding(
-                CLAIM, f"spread of the final iterates tr Cov(w_T) over chains: {key}",
+                CLAIM, f"dispersion of the final iterates, tr Cov(w_T) over chains: {key}",
                 spread[0], (float(spread[1]), float(spread[2])), kind="article",
                 predicted=None, rule="report", figure="sources.png",
                 ci_method="t-interval over independent groups of 4 chains (95%)",
