@@ -1,5 +1,5 @@
-"""The ``sources`` study's figure: tr Σ by source (t-intervals over independent groups) with the total and
-the marginal contributions, and the spread of the final iterates and test loss by source."""
+"""The ``sources`` study's figure: tr Σ by source (t-intervals over independent groups) with
+the total and the marginal contributions, and the dispersion of the final iterates."""
 
 from __future__ import annotations
 
