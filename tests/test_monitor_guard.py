@@ -115,6 +115,28 @@ def test_zero_grad_after_step_still_records_the_steps_gradient():
     assert min(seen) > 0
 
 
+def test_monitor_called_just_before_the_optimizer_step_records_that_steps_gradient():
+    """HF's ``on_pre_optimizer_step`` order: backward, ``mon.step``, ``optimizer.step()``,
+    ``zero_grad()`` — the gradient is the one in ``.grad`` (not the previous step's)."""
+    model, opt = make()
+    x, y = data()
+    seen = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with sgdlab.Monitor(model, nn.MSELoss(), opt, every=1, noise_every=0) as mon:
+            for t in range(5):
+                loss = nn.functional.mse_loss(model(x[16 * t : 16 * t + 16]),
+                                              y[16 * t : 16 * t + 16])  # fmt: skip
+                loss.backward()
+                seen.append(math.sqrt(sum(float(p.grad.double().pow(2).sum())
+                                          for p in model.parameters())))  # fmt: skip
+                mon.step(x[16 * t : 16 * t + 16], y[16 * t : 16 * t + 16], loss)
+                opt.step()
+                opt.zero_grad()
+    assert mon.metrics["grad_norm"][1][0].tolist() == pytest.approx(seen, rel=1e-12)
+    assert len(set(seen)) == 5
+
+
 def test_without_optimizer_a_zeroed_gradient_is_reported():
     model, opt = make()
     with pytest.warns(RuntimeWarning, match="zero_grad"):

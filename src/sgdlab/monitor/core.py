@@ -267,6 +267,7 @@ class Monitor:
             self._begin_implicitly()
         t = self.t
         self._row = {}
+        self._check_optimizer_stepped()
         if t % self.every == 0:
             self.guard.run("metrics", t, self._record_free, inputs, loss, batch_size)
         if self._noise_due and "noise" not in self.guard.off:
@@ -312,20 +313,27 @@ class Monitor:
                 self._add("lr" if i == 0 else f"lr/group{i}", float(group["lr"]))
 
     def _step_grad_norm(self) -> float:
-        tap, t = self._tap, self.t
-        if tap is not None:
-            stepped = tap.steps > self._tap_seen
-            self._tap_seen = tap.steps
-            value = tap.take()
-            if stepped and value is not None:
-                return value
-            if not stepped and t > 0:
-                self.guard.note("no_optimizer_step", t, NO_STEP_NOTE)
+        """‖∇L‖ of this step: ``.grad`` as it is (the loop may call ``mon.step`` before or
+        after ``optimizer.step()``), else — ``zero_grad()`` ran after the step — the value the
+        tap read just before the step."""
         params = [p for p in self.module.parameters() if p.requires_grad]
         value = grad_norm(params)
-        if not value > 0 and (tap is None or t > 0):  # nan (no .grad) or exactly 0
-            self.guard.note("grad_norm_missing", t, NO_GRAD_NOTE)
+        tapped = self._tap.take() if self._tap is not None else None
+        if value > 0:
+            return value
+        if tapped is not None and tapped > 0:
+            return tapped
+        self.guard.note("grad_norm_missing", self.t, NO_GRAD_NOTE)
         return 0.0 if value != value else value
+
+    def _check_optimizer_stepped(self) -> None:
+        """Note a Monitor called more often than the optimizer steps (per micro-batch)."""
+        tap = self._tap
+        if tap is None:
+            return
+        if tap.steps == self._tap_seen and self.t > 0:
+            self.guard.note("no_optimizer_step", self.t, NO_STEP_NOTE)
+        self._tap_seen = tap.steps
 
     def _begin_implicitly(self) -> None:
         if self._state == "closed":

@@ -1,11 +1,13 @@
 """The gradient the optimizer step used, whatever the order of ``zero_grad()`` in the loop.
 
-``grad_norm`` is ‖∇L‖₂ over the model's parameters. Read from ``.grad`` at ``mon.step`` it is
-wrong in a loop that calls ``optimizer.zero_grad()`` right after ``optimizer.step()`` (it
-would read zeros or ``None``). :class:`GradTap` reads it in an optimizer step *pre*-hook, i.e.
-just before the step — after any gradient clipping and after every accumulated micro-batch —
-on the steps the Monitor records (``armed``), and counts the optimizer steps (so that a
-Monitor called several times per optimizer step, as with gradient accumulation, can say so).
+``grad_norm`` is ‖∇L‖₂ over the model's parameters, read from ``.grad`` at ``mon.step`` —
+right whether the loop calls ``mon.step`` after ``optimizer.step()`` or just before it (HF's
+``on_pre_optimizer_step``) — except in a loop that calls ``optimizer.zero_grad()`` right after
+``optimizer.step()``, where ``.grad`` holds zeros or ``None``. For that case :class:`GradTap`
+also reads it in an optimizer step *pre*-hook, i.e. just before the step — after any gradient
+clipping and every accumulated micro-batch — on the steps the Monitor records (``armed``); and
+it counts the optimizer steps, so that a Monitor called several times per optimizer step (as
+with gradient accumulation) can say so.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ NO_GRAD_NOTE = (
     "grad_norm: the parameters have no gradient (or only zeros) at mon.step — the loop calls "
     "optimizer.zero_grad() before mon.step; pass the optimizer to the Monitor (it then reads "
     "the gradient just before optimizer.step()) or call mon.step before zero_grad(). The "
-    "recorded grad_norm is what .grad holds"
+    "recorded grad_norm is 0"
 )
 NO_STEP_NOTE = (
     "mon.step was called without an optimizer.step() since the previous call (gradient "
