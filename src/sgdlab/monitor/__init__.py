@@ -44,8 +44,9 @@ It never breaks training: an exception inside a measurement (an unsupported laye
 store error, a sink) warns once, is recorded with the run (the store's ``measurements`` table:
 ``monitor.off/<measurement>``, with the message) and turns that measurement off; the rest goes
 on. Limitations are recorded the same way (``monitor.note/<topic>``) and listed in
-:attr:`Monitor.events`. ``grad_norm`` is read by an optimizer step pre-hook just before the
-step (after clipping and accumulation), so ``zero_grad()`` after ``step()`` does not zero it.
+:attr:`Monitor.events`. ``grad_norm`` is read from ``.grad`` at ``mon.step`` (called before or
+after ``optimizer.step()``) or, when ``zero_grad()`` follows the step, by an optimizer step
+post-hook (after clipping, accumulation and a closure's backward).
 Each recorded row also goes to the ``sinks`` (e.g. live TensorBoard scalars).
 
 It never changes the trajectory: the extra pass runs under ``torch.random.fork_rng`` (the

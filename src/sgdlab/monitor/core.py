@@ -34,7 +34,7 @@ class Monitor:
         loss_fn: the loss, ``loss_fn(model(x), y)`` with ``reduction="mean"`` (or
             ``loss_fn(model(**batch))`` for dict batches with ``targets=None``).
         optimizer: the ``torch.optim`` optimizer (learning rate and momentum are read from
-            its first parameter group, the gradient norm just before its step); ``None``
+            its first parameter group, the gradient norm at its step); ``None``
             records no learning rate or temperature and reads ``.grad`` at ``mon.step``.
         store: a DuckDB path or :class:`~sgdlab.store.Store` (written by rank 0 only);
             ``None`` keeps the metrics in memory only (``Monitor.metrics``).
@@ -315,7 +315,7 @@ class Monitor:
     def _step_grad_norm(self) -> float:
         """‖∇L‖ of this step: ``.grad`` as it is (the loop may call ``mon.step`` before or
         after ``optimizer.step()``), else — ``zero_grad()`` ran after the step — the value the
-        tap read just before the step."""
+        tap read at the step."""
         params = [p for p in self.module.parameters() if p.requires_grad]
         value = grad_norm(params)
         tapped = self._tap.take() if self._tap is not None else None

@@ -4,8 +4,10 @@
 right whether the loop calls ``mon.step`` after ``optimizer.step()`` or just before it (HF's
 ``on_pre_optimizer_step``) — except in a loop that calls ``optimizer.zero_grad()`` right after
 ``optimizer.step()``, where ``.grad`` holds zeros or ``None``. For that case :class:`GradTap`
-also reads it in an optimizer step *pre*-hook, i.e. just before the step — after any gradient
-clipping and every accumulated micro-batch — on the steps the Monitor records (``armed``); and
+also reads it in an optimizer step *post*-hook, i.e. right after the step — after any gradient
+clipping, every accumulated micro-batch and a closure's own backward (Lightning's
+``optimizer.step(closure)``, which a pre-hook would precede) — on the steps the Monitor
+records (``armed``); and
 it counts the optimizer steps, so that a Monitor called several times per optimizer step (as
 with gradient accumulation) can say so.
 """
@@ -22,7 +24,7 @@ from torch import nn
 NO_GRAD_NOTE = (
     "grad_norm: the parameters have no gradient (or only zeros) at mon.step — the loop calls "
     "optimizer.zero_grad() before mon.step; pass the optimizer to the Monitor (it then reads "
-    "the gradient just before optimizer.step()) or call mon.step before zero_grad(). The "
+    "the gradient at optimizer.step()) or call mon.step before zero_grad(). The "
     "recorded grad_norm is 0"
 )
 NO_STEP_NOTE = (
@@ -44,14 +46,14 @@ def grad_norm(params: Iterable[nn.Parameter]) -> float:
 
 
 class GradTap:
-    """Optimizer step pre-hook: the gradient norm at the last armed ``optimizer.step()``."""
+    """Optimizer step post-hook: the gradient norm at the last armed ``optimizer.step()``."""
 
     def __init__(self, optimizer: torch.optim.Optimizer, params: list[nn.Parameter]) -> None:
         self.params = params
         self.armed = True
         self.steps = 0  # optimizer steps seen
         self.value: float | None = None  # gradient norm at the last armed step
-        self._handle: Any = optimizer.register_step_pre_hook(self._hook)
+        self._handle: Any = optimizer.register_step_post_hook(self._hook)
 
     def _hook(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         self.steps += 1
