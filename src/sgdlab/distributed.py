@@ -77,6 +77,11 @@ def data_parallel(model: nn.Module) -> DataParallelInfo | None:
     return DataParallelInfo(world, dist.get_rank(model.process_group), model)
 
 
+def _norm_sq(t: torch.Tensor) -> torch.Tensor:
+    """|t|² accumulated in float64 (no float64 copy of the bucket), left on its device."""
+    return torch.linalg.vector_norm(t.detach(), dtype=torch.float64) ** 2
+
+
 class LocalNormHook:
     """A DDP communication hook that records, when armed, |G_r|² (this rank's gradient,
     summed over buckets, before the all-reduce) and |G|² (after it).
@@ -100,14 +105,14 @@ class LocalNormHook:
         buf = bucket.buffer()
         armed = state.armed
         if armed:
-            state._local.append(buf.detach().double().pow(2).sum())
+            state._local.append(_norm_sq(buf))
         buf.div_(state.world)  # as DDP's default allreduce_hook: divide, then sum
         fut = dist.all_reduce(buf, group=state.group, async_op=True).get_future()
 
         def done(f: torch.futures.Future) -> torch.Tensor:
             out = f.value()[0]
             if armed:
-                state._global.append(out.detach().double().pow(2).sum())
+                state._global.append(_norm_sq(out))
             return out
 
         return fut.then(done)

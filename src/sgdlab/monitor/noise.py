@@ -44,6 +44,10 @@ NAN_REASON = (
     "(not that the batch is near it); noise_scale_lower is a 95% lower bound where one "
     "follows (from the third measurement). Measure more steps or larger batches to resolve it"
 )
+B_SIMPLE_NAN = (
+    "b_simple (this batch alone) is NaN where |ḡ|² − tr Σ̂/b ≤ 0: the batch's gradient signal "
+    "is below its noise, the noise scale exceeds this batch; noise_scale pools the measurements"
+)
 EVAL_BN_NOTE = (
     "noise_mode='eval' on a model with BatchNorm in train mode measures the eval-mode "
     "(running-statistics) network, not the function being trained; use noise_mode='auto'"
@@ -104,6 +108,8 @@ class NoiseProbe:
         if math.isnan(out["noise_scale"]) and est.steps:
             self.guard.note("noise_scale_nan", step, f"{NAN_REASON} (at step {step}: "
                             f"noise_scale_lower = {out['noise_scale_lower']:.4g})")  # fmt: skip
+        if math.isnan(out.get("b_simple", 0.0)):
+            self.guard.note("b_simple_nan", step, B_SIMPLE_NAN, loud=False)
         return out
 
     def _from_stats(self, stats: NoiseStats, b_eff: int, update: bool) -> dict[str, float]:
