@@ -92,3 +92,22 @@ def test_show_lists_only_the_settings_of_the_chosen_dataset(tmp_path):
     assert res.exit_code == 0, res.output
     assert "dataset=iris" in res.output
     assert "n_features" not in res.output and "separation" not in res.output  # synthetic only
+
+
+def test_show_draws_the_dashboard_of_a_monitor_run(tmp_path):
+    import _report_fixtures as fx
+
+    store = tmp_path / "s.duckdb"
+    rid = fx.monitor_run(store, steps=12)
+    res = runner.invoke(app, ["show", rid, "--store", str(store), "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / f"{rid}-dashboard.png").stat().st_size > 10_000
+    assert "dashboard:" in res.output and f"{rid}-dashboard.png" in res.output.replace("\n", "")
+
+
+def test_show_draws_no_dashboard_for_an_engine_run(tmp_path):
+    store = tmp_path / "r.duckdb"
+    assert runner.invoke(app, ["run", str(write(tmp_path)), "--store", str(store)]).exit_code == 0
+    rid = Store(store, read_only=True).runs()[0]["run_id"]
+    res = runner.invoke(app, ["show", rid, "--store", str(store), "--out", str(tmp_path)])
+    assert res.exit_code == 0 and "dashboard:" not in res.output

@@ -353,10 +353,17 @@ def show_run(run_id: str, store: Path, out: Path | None, console: Console) -> Pa
         console.print(table)
     else:
         console.print("no metrics stored for this run", highlight=False)
+    folder = out if out is not None else store.parent / "figures"
+    if info["kind"] == "monitor":  # loss, gradient norm, lr, tr Σ, noise scale, temperature
+        from sgdlab.report.monitor_dashboard import plot_monitor_dashboard
+
+        dash = plot_monitor_dashboard(data, folder / f"{rid}-dashboard.png",
+                                      title=f"{prob.get('name', '')} · run {rid}")  # fmt: skip
+        if dash is not None:
+            console.print(f"dashboard: {dash.resolve()}")
     metric = next((m for m in _PLOT_ORDER if m in data), None)
     if metric is None:
         return None
-    folder = out if out is not None else store.parent / "figures"
     steps, values = data[metric]
     if metric == "suboptimality":
         values = np.maximum(values, np.finfo(float).tiny)
