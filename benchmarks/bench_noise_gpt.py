@@ -118,7 +118,7 @@ def backpack_step(model, x, y, opt):
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=10, help="blocks of timed steps")
-    ap.add_argument("--vmap-repeats", type=int, default=2, help="blocks of 2 vmap steps")
+    ap.add_argument("--vmap-repeats", type=int, default=5, help="blocks of 3 timed vmap steps")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--tied", action="store_true")
     args = ap.parse_args(argv)
@@ -132,15 +132,17 @@ def main(argv: list[str] | None = None) -> dict:
     methods = per_sample_stats(model, lm_loss, x, y).method
     steps = make_steps(model, x, y, peer=True)
     covered = steps["backpack"]() if "backpack" in steps else None
-    quick = {k: steps[k] for k in ("plain", "fast", *(["backpack"] if "backpack" in steps else []))}
-    times = timeit(quick, args.repeats, block=6, warmup=2)
+    times = timeit({k: steps[k] for k in ("plain", "fast")}, args.repeats, block=6, warmup=2)
     slow = {"plain_vmap": steps["plain"], "vmap": steps["vmap"]}
-    times.update(timeit(slow, args.vmap_repeats, block=3, warmup=0))
+    times.update(timeit(slow, args.vmap_repeats, block=4, warmup=1))
+    if "backpack" in steps:  # seconds per step: one short block
+        slow = {"plain_backpack": steps["plain"], "backpack": steps["backpack"]}
+        times.update(timeit(slow, 1, block=3, warmup=0))
     med = {k: statistics.median(v) for k, v in times.items()}
     low = {k: min(v) for k, v in times.items()}
     rows = []
-    for k in quick.keys() | {"vmap"}:
-        base = "plain_vmap" if k == "vmap" else "plain"
+    for k in [v for v in ("plain", "fast", "vmap", "backpack") if v in times]:
+        base = f"plain_{k}" if k in ("vmap", "backpack") else "plain"
         rows.append(
             {
                 "variant": k,
@@ -151,8 +153,6 @@ def main(argv: list[str] | None = None) -> dict:
                 "repeats": len(times[k]),
             }
         )
-    order = ["plain", "fast", "vmap", "backpack"]
-    rows.sort(key=lambda r: order.index(r["variant"]))
     vmap_over_fast = (med["vmap"] / med["plain_vmap"]) / (med["fast"] / med["plain"])
     result = {
         "benchmark": "noise_gpt",

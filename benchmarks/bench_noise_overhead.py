@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> dict:
             ).variance(),
             "gradient_noise": lambda m=model, f=loss_fn, a=x, b=y: gradient_noise(m, f, a, b),
         }
-        reps = args.repeats if name == "mlp" else max(2, args.repeats // 4)
+        reps = args.repeats if name == "mlp" else max(2, args.repeats // 2)
         times = timeit(fns, reps, block=6, warmup=2)
         med = {k: statistics.median(v) for k, v in times.items()}
         low = {k: min(v) for k, v in times.items()}

@@ -42,7 +42,7 @@ def math_attention() -> contextlib.AbstractContextManager:
     """Force the math backend of ``F.scaled_dot_product_attention`` inside the block; the
     previous choice is restored on exit. It is the only backend with a double backward (the
     curvature instruments need it) and with ``torch.func`` batching rules (the CPU flash kernel
-    has none: vmap over it falls back to a slow per-sample loop, ~10× slower on a tiny GPT)."""
+    has none: vmap runs it in a per-sample loop and warns of a "performance drop" per call)."""
     if _sdpa_kernel is not None:  # torch ≥ 2.3
         return _sdpa_kernel(_SDPBackend.MATH)
     return torch.backends.cuda.sdp_kernel(  # torch 2.2: the flags also govern the CPU kernels

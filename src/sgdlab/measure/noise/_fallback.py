@@ -215,7 +215,7 @@ def fallback_stats(
         for how, names in groups.items():
             if not cots:  # the outputs carry no gradient: only the direct term remains
                 n = x[0].shape[0]
-                zero = {k: torch.zeros(n, *params[k].shape, dtype=params[k].dtype) for k in names}
+                zero = {k: params[k].new_zeros(n, *params[k].shape) for k in names}
                 parts: Iterator[dict[str, Tensor]] = iter([zero])
             else:
                 numel = sum(params[k].numel() for k in names)
