@@ -6,7 +6,7 @@ BatchNorm CNN (two conv–BN–ReLU blocks on 3×32×32, b = 64, SGD + momentum;
 micro-batch route) and an LSTM classifier (32 → 128, T = 32, b = 32, SGD + momentum;
 per-sample route of 14-measure for recurrent layers). The Monitor runs at its defaults
 (free metrics every 10 steps; noise statistics at step 0, then every 100 steps or rarer,
-within a 3% time budget) with metrics in memory; the store
+within a 2% time budget) with metrics in memory; the store
 is timed separately once (``monitor_with_store``). Repeats alternate plain and monitored runs
 of ``--steps`` steps with the same data; the reported ratio is the median total time of the
 monitored runs over the plain ones (target ≤ 1.05), also for the steady state after the first

@@ -208,7 +208,7 @@ def test_default_noise_cadence_keeps_to_its_time_budget():
     """``noise_every="auto"``: step 0, then ≥ 100 steps apart and only once the loop has run
     for the last measurement's cost / NOISE_BUDGET — an expensive measurement is spaced
     further. Each loss call of the Monitor's pass sleeps 5 ms, so a measurement costs ≥ 5 ms
-    and the next waits ≥ 5 ms / 0.03 = 0.17 s of loop; the first (with the first-use check's
+    and the next waits ≥ 5 ms / 0.02 = 0.25 s of loop; the first (with the first-use check's
     extra calls) costs several calls, and 100 steps of ≥ 5 ms are too few to pay for it."""
     import time
 

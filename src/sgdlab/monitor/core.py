@@ -43,7 +43,7 @@ class Monitor:
             ``"auto"`` (default) measures at step 0, then after at least
             :data:`AUTO_NOISE_EVERY` steps *and* once the loop has run for the last
             measurement's cost / :data:`NOISE_BUDGET` seconds (so that the measurements take
-            ≤ 3% of the training time even on models whose per-sample pass is expensive);
+            ≤ 2% of the training time even on models whose per-sample pass is expensive);
             an integer k measures every k steps exactly; ``0`` turns them off.
         noise_mode: ``"auto"`` (default: the function being trained — BatchNorm as in
             training, dropout off: sampling noise only), ``"eval"`` (every layer in eval mode)

@@ -8,7 +8,7 @@ METHODS = ("auto", "fast", "vmap", "loop")
 #: the default noise cadence: at most every AUTO_NOISE_EVERY steps, and rarer when the
 #: measurements would otherwise take more than NOISE_BUDGET of the training loop's time
 AUTO_NOISE_EVERY = 100
-NOISE_BUDGET = 0.03
+NOISE_BUDGET = 0.02
 
 
 def check_options(
