@@ -15,21 +15,11 @@ from torch import nn
 
 from sgdlab.measure import gradient_noise
 from sgdlab.measure.noise.per_sample import per_sample_grads, per_sample_stats, stats_from_grads
+from test_measure_noise_per_sample import Scale  # a parametric module without a kernel
 
 F64 = torch.float64
 RTOL, ATOL = 1e-12, 1e-14  # float64 rounding of sums of ≤ ~1e3 terms (see test_layers_…)
 V, T, PAD = 11, 6, -100
-
-
-class Scale(nn.Module):
-    """A parametric module without a kernel: its parameters take the vmap/loop fallback."""
-
-    def __init__(self, d: int) -> None:
-        super().__init__()
-        self.scale = nn.Parameter(torch.linspace(0.5, 1.5, d))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(x * self.scale)
 
 
 class TinyLM(nn.Module):
