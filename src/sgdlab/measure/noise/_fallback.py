@@ -52,9 +52,14 @@ from sgdlab.measure.noise._common import (
 )
 from sgdlab.rng import forked_global_rng
 
-#: the warning torch.func gives for an LSTM (no batching rule for its fused kernel: slow, not
-#: wrong); silenced inside the vmap path, which routes recurrent layers to the loop anyway
-_NO_BATCHING_RULE = "There is a performance drop because we have not yet implemented"
+#: torch's warnings inside the vmap path, each once per call and harmless to the result: no
+#: batching rule for a fused kernel (an LSTM, flash attention: slow, not wrong), and cuDNN's
+#: non-contiguous RNN weights under ``functional_call`` (a copy per call). Recurrent layers
+#: are routed to the loop under ``method="auto"``; with ``method="vmap"`` they are silenced.
+_HARMLESS = (
+    "There is a performance drop because we have not yet implemented",
+    "RNN module weights are not part of single contiguous chunk of memory",
+)
 
 
 class VmapFailed(RuntimeError):
@@ -122,7 +127,8 @@ def _vmap_grads(
 
     fn = vmap(grad(vjp_one), in_dims=(None, in_x, [0] * len(idx)), randomness="different")
     with warnings.catch_warnings(), math_attention():
-        warnings.filterwarnings("ignore", message=_NO_BATCHING_RULE)
+        for message in _HARMLESS:
+            warnings.filterwarnings("ignore", message=message)
         try:
             return fn(free, x, [cots[j] for j in idx])
         except Exception as exc:  # torch.func's own errors: raw and deep
