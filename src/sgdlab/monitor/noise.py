@@ -101,7 +101,10 @@ class NoiseProbe:
                             "samples (per-sample gradients are undefined)", loud=False)  # fmt: skip
         out = self._from_stats(stats, effective_batch, update=pair is None)
         if pair is not None:
-            out.update(self._data_parallel(pair, batch.size))
+            world = self.ddp.world_size if self.ddp is not None else 1
+            # this rank's gradient covers its share of the effective batch (all its
+            # accumulated micro-batches under no_sync), the all-reduced one the whole of it
+            out.update(self._data_parallel(pair, max(effective_batch // world, 1)))
         est = self.estimator
         out["noise_scale"] = est.b_simple if math.isfinite(est.b_simple) else math.nan
         out["noise_scale_lower"] = est.b_simple_lower()
