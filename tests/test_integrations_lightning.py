@@ -145,11 +145,6 @@ def test_trains_records_logs_and_leaves_the_trajectory_unchanged(fitted):
     np.testing.assert_allclose(traces, m["trace_cov"][1][0], rtol=1e-6)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the Monitor reads grad_norm in an optimizer step PRE-hook (monitor/gradients.py GradTap), "
-    "which Lightning's optimizer.step(closure) runs before the closure computes this step's "
-    "gradient: it records the previous step's (NaN at step 0). Reading it in a step post-hook "
-    "fixes it; then remove this mark"))  # fmt: skip
 def test_grad_norm_is_the_clipped_gradient_of_the_step(fitted):
     ref, m = fitted["ref"], fitted["metrics"]
     assert max(ref.grad_norm) <= 0.5 * (1 + 1e-6) and min(ref.grad_norm) < 0.5  # clipped
