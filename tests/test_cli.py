@@ -111,3 +111,34 @@ def test_show_draws_no_dashboard_for_an_engine_run(tmp_path):
     rid = Store(store, read_only=True).runs()[0]["run_id"]
     res = runner.invoke(app, ["show", rid, "--store", str(store), "--out", str(tmp_path)])
     assert res.exit_code == 0 and "dashboard:" not in res.output
+
+
+def test_show_lists_what_a_monitor_switched_off(tmp_path):
+    import warnings
+
+    import torch
+
+    import sgdlab
+
+    def broken_loss(out, y):
+        raise RuntimeError("boom: this loss cannot be measured")
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    store = tmp_path / "s.duckdb"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with sgdlab.Monitor(model, broken_loss, opt, store=store, noise_every=2) as mon:
+            for _ in range(4):
+                x, y = torch.randn(8, 3), torch.randint(0, 2, (8,))
+                loss = torch.nn.functional.cross_entropy(model(x), y)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                mon.step(x, y, loss)
+    rid = Store(store, read_only=True).runs()[0]["run_id"]
+    res = runner.invoke(app, ["show", rid, "--store", str(store), "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    assert "switched off" in text and "noise (step 0)" in text and "boom" in text

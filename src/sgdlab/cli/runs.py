@@ -317,6 +317,7 @@ def show_run(run_id: str, store: Path, out: Path | None, console: Console) -> Pa
         names = db.metric_names(rid)
         data = {n: db.metric(rid, n) for n in names}
         diverged = db.diverged(rid)
+        events = [m for m in db.measurements(rid) if m["name"].startswith("monitor.")]
     cfg = info["config"]
     head = PlainTable(title=f"run {rid}", show_header=False, title_justify="left")
     head.add_column("field")
@@ -340,6 +341,11 @@ def show_run(run_id: str, store: Path, out: Path | None, console: Console) -> Pa
     head.add_row("diverged chains", str(len(diverged)))
     if info["wall_seconds"] is not None:
         head.add_row("wall time", f"{info['wall_seconds']:.2f}s")
+    for e in events:  # a Monitor's switched-off measurements and notes (never broke training)
+        kind, _, topic = e["name"].removeprefix("monitor.").partition("/")
+        message = e["details"].get("message", "")
+        head.add_row("switched off" if kind == "off" else "note",
+                     f"{topic} (step {int(e['value'])}): {message}")  # fmt: skip
     console.print(head)
     table = PlainTable(
         title="metrics at the last recorded step (across chains)", title_justify="left"
