@@ -206,3 +206,35 @@ def test_a_shared_positional_embedding(t: int, sizes: tuple[int, int]) -> None:
         for field in FIELDS:
             for k, v in getattr(st, field).items():
                 torch.testing.assert_close(v, getattr(ref, field)[k], rtol=RTOL, atol=ATOL)
+
+
+class TiedLM(nn.Module):
+    """GPT's tied head: ``head.weight = wte.weight`` (a padding row, a positional table)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.wte, self.wpe = nn.Embedding(7, 6, padding_idx=0), nn.Embedding(4, 6)
+        self.ln = nn.LayerNorm(6)
+        self.head = nn.Linear(6, 7, bias=False)
+        self.head.weight = self.wte.weight
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        h = self.wte(idx) + self.wpe(torch.arange(idx.shape[1]))
+        return self.head(torch.tanh(self.ln(h)))
+
+
+def test_a_tied_embedding_and_head_table() -> None:
+    torch.manual_seed(0)  # test-side initialisation only
+    model = TiedLM().double()
+    x = torch.randint(0, 7, (9, 4), generator=gen(16))
+    y = torch.randint(0, 7, (9, 4), generator=gen(17))
+
+    def loss_fn(out, t):
+        return nn.functional.cross_entropy(out.reshape(-1, 7), t.reshape(-1), ignore_index=0)
+
+    st = per_sample_stats(model, loss_fn, x, y, reference="mean", method="fast")
+    assert st.method["wte.weight"] == "tied"
+    ref = stats_from_grads(per_sample_grads(model, loss_fn, x, y), reference="mean")
+    for field in FIELDS:
+        for k, v in getattr(st, field).items():
+            torch.testing.assert_close(v, getattr(ref, field)[k], rtol=RTOL, atol=ATOL)

@@ -27,6 +27,7 @@ from sgdlab.measure.noise._common import (
 )
 from sgdlab.measure.noise._fallback import cotangents, direct_grads, fallback_stats, recurrent
 from sgdlab.measure.noise._result import PerSampleStats
+from sgdlab.measure.noise._tied import tied_table
 
 Reference = str | dict[str, Tensor] | None
 NORMS = ("layernorm", "rmsnorm", "groupnorm", "batchnorm")
@@ -87,16 +88,23 @@ def batch_stats(
     params = trainable(model)
     names = list(params)
     fast: dict[nn.Module, str] = {}
-    fast_params: set[str] = set()  # held by one module only (tied weights: fallback)
+    fast_params: set[str] = set()  # held by one module only
+    tied: dict[str, tuple[nn.Module, nn.Module]] = {}  # an embedding's table used by a head
     if method in ("auto", "fast"):
         owners = _owners(model)
         avoid = {id(m) for name, m in model.named_modules() if name in skip}
         for k, p in params.items():
             own = owners[id(p)]
-            kind = fast_kind(own[0]) if len(own) == 1 and id(own[0]) not in avoid else None
+            if any(id(m) in avoid for m in own):
+                continue
+            kind = fast_kind(own[0]) if len(own) == 1 else None
             if kind is not None:
                 fast[own[0]] = kind
                 fast_params.add(k)
+            pair = _tied_pair(own, p)
+            if pair is not None:
+                tied[k] = pair
+                fast.update({pair[0]: "embedding", pair[1]: "linear"})
     calls: dict[nn.Module, list[list]] = {m: [] for m in fast}
     names_of = {m: name for name, m in model.named_modules() if m in calls}
 
@@ -146,6 +154,7 @@ def batch_stats(
     ref = resolve_reference(reference, means)
     with torch.no_grad():
         results = _kernels(fast, calls, params, fast_params, means, ref, n)
+        results.update(_tied_kernels(tied, calls, params, means, ref, n))
     for k, g in zip(names, pgs, strict=True):
         if g is None and k not in results:  # not in the graph: every g_i is zero
             p = params[k]
@@ -206,6 +215,8 @@ def _kernels(
             k = None if p is None else pname_of.get(id(p))
             if k is not None and k in fast_params:
                 wanted[attr] = k
+        if not wanted:  # only a tied table: see _tied_kernels
+            continue
         kw, kb = wanted.get("weight"), wanted.get("bias")
         results: dict[str, tuple] = {}
         if kind in NORMS:
@@ -261,3 +272,42 @@ def _kernels(
     # a module that fails uses a parameter outside its own forward: fallback
     done += [(kind, res) for (kind, res, _), ok in zip(pending, passed, strict=True) if ok]
     return {k: (*v, kind) for kind, res in done for k, v in res.items()}
+
+
+def _tied_pair(own: list[nn.Module], p: Tensor) -> tuple[nn.Module, nn.Module] | None:
+    """``(embedding, head)`` when ``p`` is exactly an ``nn.Embedding``'s table and an
+    ``nn.Linear``'s weight (GPT's tied head), else ``None``."""
+    if len(own) != 2:
+        return None
+    kinds = {L.fast_kind(m): m for m in own}
+    emb, head = kinds.get("embedding"), kinds.get("linear")
+    if emb is None or head is None or emb.weight is not p or head.weight is not p:
+        return None
+    return emb, head
+
+
+def _tied_kernels(
+    tied: dict[str, tuple[nn.Module, nn.Module]],
+    calls: dict[nn.Module, list[list]],
+    params: dict[str, Tensor],
+    means: dict[str, Tensor],
+    ref: dict[str, Tensor] | None,
+    n: int,
+) -> dict[str, tuple]:
+    """``{name: (sq_sum, norm_sq, dot, "tied")}`` of the tied tables whose check passes."""
+    out: dict[str, tuple] = {}
+    for k, (emb, head) in tied.items():
+        es = [L.as_positions("embedding", emb, a, g * n) for a, g in calls[emb] if g is not None]
+        hs = [L.as_positions("linear", head, a, g * n) for a, g in calls[head] if g is not None]
+        if not es or not hs:
+            continue  # one side not in the graph: the fallback handles the table
+        hs = [(a.unsqueeze(1), d.unsqueeze(1)) if a.dim() == 2 else (a, d) for a, d in hs]
+        idx, de = torch.cat([i for i, _ in es], 1), torch.cat([d for _, d in es], 1)
+        a, dh = torch.cat([a for a, _ in hs], 1), torch.cat([d for _, d in hs], 1)
+        if idx.shape[0] != n or a.shape[0] != n:
+            continue
+        r = None if ref is None else ref[k]
+        got = tied_table(idx, de, emb.padding_idx, a, dh, means[k], r, n)
+        if got is not None:
+            out[k] = (*got, "tied")
+    return out
