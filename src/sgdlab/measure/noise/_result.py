@@ -22,8 +22,9 @@ class PerSampleStats:
         dot: g_i·R restricted to the parameter, ``[n]``, for the requested reference R
             (``None`` when no reference was asked for).
         method: how each parameter was computed: an exact fast-path kernel (``linear``,
-            ``conv``, ``hf_conv1d``, ``embedding``, ``layernorm``, ``rmsnorm``,
-            ``groupnorm``, ``batchnorm``), ``vmap`` or ``loop``; ``unused`` when it is not in
+            ``conv``, ``hf_conv1d``, ``embedding``, ``tied`` (an embedding table shared with a
+            linear head), ``layernorm``, ``rmsnorm``, ``groupnorm``, ``batchnorm``), ``vmap``
+            or ``loop``; ``unused`` when it is not in
             the loss's graph.
     """
 

@@ -31,9 +31,10 @@ per-sample weight gradients are formed in bounded chunks. ``nn.Embedding`` scatt
 per-sample rows (a positional table called on ``arange(T)`` without the batch dim too: its output is
 expanded over the batch inside the pass); ``nn.LayerNorm``, ``nn.RMSNorm``, ``nn.GroupNorm`` and
 eval-mode ``nn.BatchNorm`` form Σ_p δ ⊙ x̂ per sample
-(:mod:`sgdlab.measure.noise._norm_layers`). Every other parameter (attention's packed
-projections, custom modules, tied weights, a weight used outside its module's forward, grouped
-convolutions…) gets g_i from the output cotangents by ``torch.func.vmap``, and recurrent layers
+(:mod:`sgdlab.measure.noise._norm_layers`); an embedding table tied to a linear head (GPT)
+forms g_i = E_i + H_i in chunks (:mod:`sgdlab.measure.noise._tied`). Every other parameter
+(attention's packed projections, custom modules, other shared weights, a weight used outside
+its module's forward, grouped convolutions…) gets g_i from the output cotangents by ``torch.func.vmap``, and recurrent layers
 (``nn.RNN/LSTM/GRU``, packed sequences) by a per-sample loop
 (:mod:`sgdlab.measure.noise._fallback`), so one call handles mixed models.
 
