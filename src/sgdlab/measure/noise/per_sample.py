@@ -34,9 +34,9 @@ eval-mode ``nn.BatchNorm`` form Σ_p δ ⊙ x̂ per sample
 (:mod:`sgdlab.measure.noise._norm_layers`); an embedding table tied to a linear head (GPT)
 forms g_i = E_i + H_i in chunks (:mod:`sgdlab.measure.noise._tied`). Every other parameter
 (attention's packed projections, custom modules, other shared weights, a weight used outside
-its module's forward, grouped convolutions…) gets g_i from the output cotangents by ``torch.func.vmap``, and recurrent layers
-(``nn.RNN/LSTM/GRU``, packed sequences) by a per-sample loop
-(:mod:`sgdlab.measure.noise._fallback`), so one call handles mixed models.
+its module's forward, grouped convolutions…) gets g_i from the output cotangents by
+``torch.func.vmap``, and recurrent layers (``nn.RNN/LSTM/GRU``, packed sequences) by a
+per-sample loop (:mod:`sgdlab.measure.noise._fallback`), so one call handles mixed models.
 
 ``method``: ``"auto"`` (the above), ``"fast"`` (exact kernels only: a ``ValueError`` names the
 modules without one), ``"vmap"`` (every parameter by vmap; a clear ``ValueError`` where
