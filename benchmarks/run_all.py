@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ["bench_engine.py", "bench_noise.py", "bench_monitor.py", "bench_curvature.py",
-           "bench_ray.py", "bench_store.py", "bench_threads.py"]
+BENCHES = ["bench_engine.py", "bench_noise.py", "bench_noise_gpt.py", "bench_noise_overhead.py",
+           "bench_monitor.py", "bench_curvature.py", "bench_ray.py", "bench_store.py",
+           "bench_threads.py"]
 
 
 def main() -> int:
