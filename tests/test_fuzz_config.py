@@ -220,7 +220,7 @@ def _document_keys(path: Path, cfg: dict[str, Any]) -> set[str]:
     return {str(k) for k in keys} | {_key_text(k) for k in keys}
 
 
-FIELD_LINE = re.compile(r"^error: (?P<field>[^:]+): .+")
+FIELD_LINE = re.compile(r"^error: (?P<field>.+?): .+")  # a field with a colon is quoted
 
 
 def _classify(folder: Path, cfg: dict[str, Any], edit: str, seed: int) -> str:

@@ -72,9 +72,11 @@ def _format_loc(section: str, loc: tuple[Any, ...]) -> str:
 
 
 def _key_text(key: object) -> str:
-    """A key as it appears in a dotted field name (a long or odd key is shortened)."""
+    """A key as it appears in a dotted field name (a long or odd key, or one with a colon, is
+    quoted and shortened)."""
     text = str(key) if isinstance(key, str | int) else shorten(key, 24)
-    plain = text and len(text) <= 40 and text.isprintable() and text.strip() == text
+    plain = (text and len(text) <= 40 and text.isprintable() and text.strip() == text
+             and ":" not in text)  # a colon would read as the end of the field name
     return text if plain else shorten(text, 40).replace("...", "…")  # dots separate keys
 
 
