@@ -12,6 +12,9 @@ random tokens, token-level cross-entropy (mean over the batch's tokens), CPU, fl
   ``[B, T, ·]``; the positional table ``wpe(arange(T))`` expanded over the batch);
 * ``vmap``: every per-sample gradient by ``torch.func.vmap(grad(·))`` over sequences
   (``per_sample_grads(method="vmap")``), then the same statistics;
+* ``torch_func``: the peer as a user writes it — ``torch.func.vmap(grad(·))`` over sequences
+  with ``functional_call``, torch's default attention backend (on CPU the flash kernel, which
+  has no batching rule: vmap runs it per sample), then the same statistics;
 * ``backpack``: BackPACK's ``Variance`` extension where it is installed. It has no extension
   for ``nn.LayerNorm`` or ``nn.Embedding`` (those parameters get none) and its samples are the
   rows of the loss's input: the B·T tokens of the reshaped logits, not the B sequences — so it
@@ -75,7 +78,22 @@ def make_steps(model, x, y, peer: bool = False) -> dict:
         opt.step()
         return out
 
-    steps = {"plain": plain, "fast": fast, "vmap": vmap}
+    def torch_func():
+        params = {k: v.detach() for k, v in model.named_parameters()}
+
+        def one(p, xi, yi):
+            return lm_loss(torch.func.functional_call(model, p, (xi[None],)), yi[None])
+
+        grads = torch.func.vmap(torch.func.grad(one), in_dims=(None, 0, 0))(params, x, y)
+        out = 0.0
+        for name, p in model.named_parameters():
+            g = grads[name]
+            p.grad = g.mean(0)
+            out += float(g.var(0, unbiased=True).sum())
+        opt.step()
+        return out
+
+    steps = {"plain": plain, "fast": fast, "vmap": vmap, "torch_func": torch_func}
     if peer:  # on a model of its own: BackPACK's extend() leaves hooks that vmap cannot pass
         other, _, _ = build(model.head.weight is model.wte.weight)
         bp = backpack_step(other, x, y, torch.optim.SGD(other.parameters(), lr=1e-4))
@@ -125,7 +143,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     check = {}
-    for name in ("fast", "vmap"):
+    for name in ("fast", "vmap", "torch_func"):
         model, x, y = build(args.tied)
         check[name] = make_steps(model, x, y)[name]()
     model, x, y = build(args.tied)
@@ -135,14 +153,16 @@ def main(argv: list[str] | None = None) -> dict:
     times = timeit({k: steps[k] for k in ("plain", "fast")}, args.repeats, block=6, warmup=2)
     slow = {"plain_vmap": steps["plain"], "vmap": steps["vmap"]}
     times.update(timeit(slow, args.vmap_repeats, block=4, warmup=1))
+    slow = {"plain_torch_func": steps["plain"], "torch_func": steps["torch_func"]}
+    times.update(timeit(slow, args.vmap_repeats, block=4, warmup=1))
     if "backpack" in steps:  # seconds per step: one short block
         slow = {"plain_backpack": steps["plain"], "backpack": steps["backpack"]}
         times.update(timeit(slow, 1, block=3, warmup=0))
     med = {k: statistics.median(v) for k, v in times.items()}
     low = {k: min(v) for k, v in times.items()}
     rows = []
-    for k in [v for v in ("plain", "fast", "vmap", "backpack") if v in times]:
-        base = f"plain_{k}" if k in ("vmap", "backpack") else "plain"
+    for k in [v for v in ("plain", "fast", "vmap", "torch_func", "backpack") if v in times]:
+        base = f"plain_{k}" if k in ("vmap", "torch_func", "backpack") else "plain"
         rows.append(
             {
                 "variant": k,
@@ -153,7 +173,9 @@ def main(argv: list[str] | None = None) -> dict:
                 "repeats": len(times[k]),
             }
         )
-    vmap_over_fast = (med["vmap"] / med["plain_vmap"]) / (med["fast"] / med["plain"])
+    fast_ratio = med["fast"] / med["plain"]
+    vmap_over_fast = (med["vmap"] / med["plain_vmap"]) / fast_ratio
+    torch_func_over_fast = (med["torch_func"] / med["plain_torch_func"]) / fast_ratio
     result = {
         "benchmark": "noise_gpt",
         "setup": f"TinyGPT d=128 L=2 T=64 b=32 V=65 {'tied' if args.tied else 'untied'}, "
@@ -167,6 +189,7 @@ def main(argv: list[str] | None = None) -> dict:
         "trace_cov": check,
         "backpack_coverage": covered,
         "vmap_over_fast": vmap_over_fast,
+        "torch_func_over_fast": torch_func_over_fast,
         "rows": rows,
     }
     head = f"{'variant':<9} {'median ms':>10} {'× plain':>8} {'min ms':>9} {'× plain':>8}"
@@ -177,6 +200,7 @@ def main(argv: list[str] | None = None) -> dict:
             f"{r['min_ms']:>9.2f} {r['min_ratio_to_plain']:>8.2f} {r['repeats']:>5d}"
         )
     print(f"vmap / fast (each against its own plain steps): {vmap_over_fast:.1f}×")
+    print(f"torch.func as written (default attention) / fast: {torch_func_over_fast:.1f}×")
     print("kernels:", result["methods"], "| tr Σ:", {k: f"{v:.6g}" for k, v in check.items()})
     if covered:
         print("backpack: variance on", covered, "(samples = tokens)")
